@@ -1,0 +1,111 @@
+//! What kind of request this is, from method and path alone: public probes, the two messages
+//! endpoints whose body the gate checks, or anything else (authenticated, body untouched).
+
+use crate::headers::{self, HeaderList};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Health, readiness, connectivity probes and CORS preflight: no key needed.
+    Public,
+    /// `POST /v1/messages`: body checked, `max_tokens` required.
+    Messages,
+    /// `POST /v1/messages/count_tokens`: body checked, no `max_tokens`.
+    CountTokens,
+    /// Every other request: key needed, body passed through.
+    Other,
+}
+
+impl Route {
+    pub fn checks_body(self) -> bool {
+        matches!(self, Route::Messages | Route::CountTokens)
+    }
+}
+
+/// The path without query string or fragment and without a trailing `/` (but `/` stays `/`).
+pub fn normalize_path(path: &str) -> &str {
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    let path = &path[..end];
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() { "/" } else { trimmed }
+}
+
+pub fn classify(method: &str, path: &str, headers: &HeaderList) -> Route {
+    let path = normalize_path(path);
+    let method = method.to_ascii_uppercase();
+    let get_or_head = method == "GET" || method == "HEAD";
+    let preflight =
+        method == "OPTIONS" && headers::get(headers, "access-control-request-method").is_some();
+    match path {
+        _ if preflight => Route::Public,
+        "/health" | "/ready" | "/health/ptc" => Route::Public,
+        "/" | "/api/hello" if get_or_head => Route::Public,
+        "/v1/messages" if method == "POST" => Route::Messages,
+        "/v1/messages/count_tokens" if method == "POST" => Route::CountTokens,
+        _ => Route::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(method: &str, path: &str) -> Route {
+        classify(method, path, &[])
+    }
+
+    #[test]
+    fn normalizes_query_and_trailing_slash() {
+        assert_eq!(normalize_path("/v1/messages?beta=true"), "/v1/messages");
+        assert_eq!(normalize_path("/v1/messages/"), "/v1/messages");
+        assert_eq!(normalize_path("/v1/messages/?beta=true"), "/v1/messages");
+        assert_eq!(normalize_path("/"), "/");
+        assert_eq!(normalize_path("/?x=1"), "/");
+        assert_eq!(normalize_path(""), "/");
+    }
+
+    #[test]
+    fn messages_endpoints() {
+        assert_eq!(c("POST", "/v1/messages"), Route::Messages);
+        assert_eq!(c("POST", "/v1/messages/?beta=true"), Route::Messages);
+        assert_eq!(
+            c("POST", "/v1/messages/count_tokens?beta=true"),
+            Route::CountTokens
+        );
+        assert_eq!(c("POST", "/v1/messages/count_tokens/"), Route::CountTokens);
+        assert_eq!(c("GET", "/v1/messages"), Route::Other);
+        assert_eq!(c("POST", "/v1/messages/batches"), Route::Other);
+        assert!(Route::Messages.checks_body() && Route::CountTokens.checks_body());
+        assert!(!Route::Other.checks_body() && !Route::Public.checks_body());
+    }
+
+    #[test]
+    fn public_probes() {
+        for path in ["/health", "/ready", "/health/ptc", "/health/", "/ready?x=1"] {
+            assert_eq!(c("GET", path), Route::Public, "{path}");
+        }
+        assert_eq!(c("HEAD", "/health"), Route::Public);
+        assert_eq!(c("HEAD", "/"), Route::Public);
+        assert_eq!(c("GET", "/"), Route::Public);
+        assert_eq!(c("GET", "/api/hello"), Route::Public);
+        assert_eq!(c("HEAD", "/api/hello"), Route::Public);
+        assert_eq!(c("POST", "/"), Route::Other);
+        assert_eq!(c("POST", "/api/hello"), Route::Other);
+        assert_eq!(c("GET", "/v1/models"), Route::Other);
+    }
+
+    #[test]
+    fn cors_preflight_is_public_plain_options_is_not() {
+        let preflight = vec![
+            ("origin".to_owned(), "https://app.example".to_owned()),
+            (
+                "access-control-request-method".to_owned(),
+                "POST".to_owned(),
+            ),
+        ];
+        assert_eq!(
+            classify("OPTIONS", "/v1/messages", &preflight),
+            Route::Public
+        );
+        assert_eq!(c("OPTIONS", "/v1/messages"), Route::Other);
+    }
+}

@@ -1,0 +1,2 @@
+//! ptc-svc
+fn main() {}

@@ -1,0 +1,160 @@
+"""Runs one Anthropic Python SDK case against the gateway and prints one JSON object.
+
+Usage: python python_sdk.py CASE. The gateway comes from ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY,
+the model from GATEWAY_MODEL. The script asserts nothing: tests/e2e/tests/clients.rs does, on this
+output and on what the fake Bedrock recorded. Retries are off so errors surface at once.
+"""
+
+import json
+import os
+import sys
+
+import anthropic
+
+MODEL = os.environ.get("GATEWAY_MODEL", "claude-sonnet-4-5-20250929")
+BASH_TOOL = {
+    "name": "Bash",
+    "description": "Run a shell command and return its output.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"command": {"type": "string"}},
+        "required": ["command"],
+    },
+}
+
+
+def client(**overrides):
+    return anthropic.Anthropic(max_retries=0, timeout=60.0, **overrides)
+
+
+def user(text):
+    return {"role": "user", "content": text}
+
+
+def case_create():
+    message = client().messages.create(
+        model=MODEL, max_tokens=64, messages=[user("Say hello [[fake:text]]")]
+    )
+    return message.model_dump(mode="json")
+
+
+def case_stream():
+    with client().messages.stream(
+        model=MODEL, max_tokens=64, messages=[user("Stream a greeting [[fake:text]]")]
+    ) as stream:
+        events = [event.type for event in stream]
+        final = stream.get_final_message()
+    return {"events": events, "final": final.model_dump(mode="json")}
+
+
+def case_tools():
+    c = client()
+    first_user = user("Run the greeting [[fake:bash]]")
+    first = c.messages.create(
+        model=MODEL, max_tokens=256, tools=[BASH_TOOL], messages=[first_user]
+    )
+    tool_use = next(block for block in first.content if block.type == "tool_use")
+    second = c.messages.create(
+        model=MODEL,
+        max_tokens=256,
+        tools=[BASH_TOOL],
+        messages=[
+            first_user,
+            {"role": "assistant", "content": first.content},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": tool_use.id,
+                        "content": "hello-from-tool",
+                    }
+                ],
+            },
+        ],
+    )
+    return {"first": first.model_dump(mode="json"), "second": second.model_dump(mode="json")}
+
+
+def case_thinking():
+    c = client()
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    first_user = user("Think about it [[fake:thinking]]")
+    first = c.messages.create(
+        model=MODEL, max_tokens=2048, thinking=thinking, messages=[first_user]
+    )
+    # The assistant turn goes back exactly as received: the signature must reach Bedrock intact.
+    second = c.messages.create(
+        model=MODEL,
+        max_tokens=2048,
+        thinking=thinking,
+        messages=[
+            first_user,
+            {"role": "assistant", "content": first.content},
+            user("And now the short version."),
+        ],
+    )
+    return {"first": first.model_dump(mode="json"), "second": second.model_dump(mode="json")}
+
+
+def case_beta():
+    message = client().beta.messages.create(
+        model=MODEL,
+        max_tokens=64,
+        betas=["interleaved-thinking-2025-05-14"],
+        messages=[user("Say hello through the beta surface [[fake:text]]")],
+    )
+    return message.model_dump(mode="json")
+
+
+def case_count_tokens():
+    counted = client().messages.count_tokens(
+        model=MODEL, messages=[user("Count the tokens of this sentence, please.")]
+    )
+    return counted.model_dump(mode="json")
+
+
+def case_models():
+    page = client().models.list()
+    return {"ids": [model.id for model in page.data]}
+
+
+def error_report(error):
+    return {
+        "error_class": type(error).__name__,
+        "status": error.status_code,
+        "body": error.body,
+        "request_id": error.request_id,
+    }
+
+
+def case_bad_key():
+    try:
+        client(api_key="sk-gw-not-a-real-key").messages.create(
+            model=MODEL, max_tokens=16, messages=[user("hello")]
+        )
+    except anthropic.APIStatusError as error:
+        return error_report(error)
+    return {"error_class": None}
+
+
+def case_throttle():
+    try:
+        client().messages.create(
+            model=MODEL, max_tokens=16, messages=[user("Please throttle [[fake:throttle]]")]
+        )
+    except anthropic.APIStatusError as error:
+        return error_report(error)
+    return {"error_class": None}
+
+
+CASES = {
+    name[len("case_"):]: function
+    for name, function in globals().items()
+    if name.startswith("case_")
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
+        sys.exit(f"usage: python_sdk.py {{{'|'.join(CASES)}}}")
+    print(json.dumps(CASES[sys.argv[1]]()))

@@ -1,0 +1,238 @@
+//! The whole gateway for one test: the fake Bedrock (in-process), translator-svc (the built
+//! binary), and real Envoy with the rendered template and the real wasm filter, all on ephemeral
+//! loopback ports. Readiness is awaited, never slept for; logs go to a temporary directory and are
+//! printed when the test fails; everything stops when the `Stack` is dropped.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use fake_bedrock::FakeBedrock;
+use tempfile::TempDir;
+
+use crate::envoy::{Envoy, EnvoyOptions};
+use crate::process::ChildProcess;
+use crate::tools;
+
+/// Which Bedrock API translator-svc uses for Claude models (`CLAUDE_API`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaudeApi {
+    Invoke,
+    Converse,
+}
+
+impl ClaudeApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invoke => "invoke",
+            Self::Converse => "converse",
+        }
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub claude_api: ClaudeApi,
+    /// Extra translator-svc variables (they win over the defaults below).
+    pub translator_env: Vec<(String, String)>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            claude_api: ClaudeApi::Invoke,
+            translator_env: Vec::new(),
+        }
+    }
+}
+
+impl StackOptions {
+    pub fn api(claude_api: ClaudeApi) -> Self {
+        Self {
+            claude_api,
+            ..Self::default()
+        }
+    }
+
+    pub fn translator_env(mut self, name: &str, value: &str) -> Self {
+        self.translator_env
+            .push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running gateway. Field order is drop order: Envoy stops first, the fake last.
+pub struct Stack {
+    envoy: Envoy,
+    translator: ChildProcess,
+    /// The fake Bedrock translator-svc calls; tests enqueue scenarios and read recorded requests.
+    pub fake: FakeBedrock,
+    /// `http://127.0.0.1:PORT` of the Envoy listener: what clients use as ANTHROPIC_BASE_URL.
+    pub url: String,
+    /// The gateway's master key (`MASTER_API_KEY`).
+    pub master_key: String,
+    /// The secret Envoy adds as `x-gw-internal-secret`.
+    pub internal_secret: String,
+    /// `http://127.0.0.1:PORT` of translator-svc itself, behind Envoy.
+    pub translator_url: String,
+    logs: TempDir,
+}
+
+impl Stack {
+    /// Starts fake Bedrock, translator-svc and Envoy. `Ok(None)`: a component is missing outside CI
+    /// and the test should return (the reason was printed); under `CI=true` that is an error.
+    pub async fn start(options: StackOptions) -> Result<Option<Self>> {
+        let (Some(envoy_bin), Some(wasm)) = (tools::envoy()?, tools::gate_wasm()?) else {
+            return Ok(None);
+        };
+        let translator_bin = tools::translator_bin()?;
+        let logs = tempfile::Builder::new()
+            .prefix("gateway-e2e-")
+            .tempdir()
+            .context("creating the log directory")?;
+        let fake = FakeBedrock::start()
+            .await
+            .context("starting the fake Bedrock")?;
+        let master_key = format!("sk-gw-test-{}", random_token(24));
+        let internal_secret = random_token(40);
+
+        let mut env: Vec<(String, String)> = [
+            ("TRANSLATOR_LISTEN", "127.0.0.1:0".to_string()),
+            ("MASTER_API_KEY", master_key.clone()),
+            ("GATEWAY_INTERNAL_SECRET", internal_secret.clone()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.url()),
+            ("AWS_ACCESS_KEY_ID", "AKIDFAKEBEDROCK".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "fake-secret".to_string()),
+            ("CLAUDE_API", options.claude_api.as_str().to_string()),
+            ("LOG_FORMAT", "text".to_string()),
+            (
+                "RUST_LOG",
+                std::env::var("E2E_TRANSLATOR_LOG").unwrap_or_else(|_| "info".to_string()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.extend(options.translator_env.iter().cloned());
+        let mut translator =
+            ChildProcess::spawn("translator-svc", &translator_bin, &[], &env, logs.path())?;
+        let addr = translator
+            .wait_for_line("translator-svc listening on", READY_TIMEOUT)
+            .await?;
+        let addr = addr
+            .split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("http://")
+            .to_string();
+        let translator_url = format!("http://{addr}");
+        wait_ready(&mut translator, &format!("{translator_url}/ready")).await?;
+
+        let envoy = Envoy::start(EnvoyOptions {
+            envoy_bin,
+            wasm,
+            translator_addr: addr
+                .parse()
+                .context("translator-svc printed a bad address")?,
+            internal_secret: internal_secret.clone(),
+            work_dir: logs.path().to_path_buf(),
+        })
+        .await
+        .map_err(|error| error.context(translator.log_tail(40)))?;
+        let url = envoy.url();
+        Ok(Some(Self {
+            envoy,
+            translator,
+            fake,
+            url,
+            master_key,
+            internal_secret,
+            translator_url,
+            logs,
+        }))
+    }
+
+    /// A client for raw HTTP against the gateway (no retries, no default headers).
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default()
+    }
+
+    /// (name, pid) of each process of the chain, for memory readings.
+    pub fn pids(&self) -> Vec<(&str, u32)> {
+        vec![
+            ("envoy", self.envoy.pid()),
+            (self.translator.name(), self.translator.pid()),
+        ]
+    }
+
+    /// Where the logs are written.
+    pub fn log_dir(&self) -> PathBuf {
+        self.logs.path().to_path_buf()
+    }
+
+    /// The tail of every log, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.translator.log_tail(80),
+            self.envoy.log_tail(80)
+        )
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            #[expect(
+                clippy::print_stderr,
+                reason = "logs of a failed test belong in its output"
+            )]
+            {
+                eprintln!(
+                    "\n===== gateway logs ({}) =====\n{}",
+                    self.logs.path().display(),
+                    self.logs()
+                );
+            }
+        }
+    }
+}
+
+async fn wait_ready(process: &mut ChildProcess, url: &str) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        process.check_running()?;
+        if let Ok(response) = client.get(url).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "{url} not ready within {READY_TIMEOUT:?}\n{}",
+                process.log_tail(60)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// `n` random lowercase alphanumerics: test keys and secrets.
+fn random_token(n: usize) -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(n)
+        .map(|b| char::from(b).to_ascii_lowercase())
+        .collect()
+}

@@ -1,0 +1,143 @@
+//! Assembles the service from its `Config`: telemetry sinks, the Bedrock client, the model table,
+//! the relay and the gRPC routes. `main.rs` and in-process tests both start the service here.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::api::{AppState, Readiness};
+use crate::auth;
+use crate::bedrock::{self, Bedrock, BedrockSettings};
+use crate::beta::BetaPolicy;
+use crate::config::{ClaudeApi, Config};
+use crate::models::{Backend, ModelEntry, ModelTable};
+use crate::relay::Relay;
+use crate::usage::LogSink;
+
+/// The process-wide Prometheus recorder (one per process, shared by in-process test services).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // A second install (another in-process instance) keeps the first recorder.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+fn operator_models(config: &Config) -> anyhow::Result<Vec<ModelEntry>> {
+    let mut entries = Vec::new();
+    if let Some(path) = &config.model_map_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("MODEL_MAP_FILE: cannot read {}", path.display()))?;
+        let mut from_file: Vec<ModelEntry> = serde_json::from_str(&text)
+            .with_context(|| format!("MODEL_MAP_FILE: {} is not a JSON array of model entries", path.display()))?;
+        entries.append(&mut from_file);
+    }
+    if let Some(inline) = &config.model_map_json {
+        let mut inline: Vec<ModelEntry> =
+            serde_json::from_str(inline).context("MODEL_MAP: not a JSON array of model entries")?;
+        entries.append(&mut inline);
+    }
+    Ok(entries)
+}
+
+pub fn model_table(config: &Config) -> anyhow::Result<ModelTable> {
+    let claude_backend = match config.claude_api {
+        ClaudeApi::Invoke => Backend::Invoke,
+        ClaudeApi::Converse => Backend::Converse,
+    };
+    Ok(ModelTable::builtin(&config.model_default_profile, config.model_derive_claude_ids)
+        .with_claude_backend(claude_backend)
+        .with_overrides(operator_models(config)?))
+}
+
+pub fn beta_policy(config: &Config) -> anyhow::Result<BetaPolicy> {
+    BetaPolicy::from_env_values(
+        config.beta_flags_rename.as_deref(),
+        config.beta_flags_drop.as_deref(),
+        config.beta_flags_allow.as_deref(),
+        config.beta_flags_unknown.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("BETA_FLAGS_*: {e}"))
+}
+
+pub async fn bedrock_client(config: &Config) -> anyhow::Result<Arc<dyn Bedrock>> {
+    let settings = BedrockSettings {
+        region: config.aws_region.clone(),
+        endpoint_url: config.bedrock_endpoint_url.clone(),
+        role_arn: config.bedrock_role_arn.clone(),
+        role_region: config.bedrock_region.clone(),
+        connect_timeout: config.bedrock_connect_timeout,
+        read_timeout: config.upstream_idle_timeout,
+        max_attempts: config.bedrock_max_attempts,
+    };
+    bedrock::connect(&settings).await
+}
+
+/// Build the whole service around a given Bedrock client.
+pub fn state(config: Config, bedrock: Arc<dyn Bedrock>) -> anyhow::Result<(Arc<AppState>, tonic::service::Routes)> {
+    let config = Arc::new(config);
+    let relay = Relay::new(
+        config.clone(),
+        model_table(&config)?,
+        beta_policy(&config)?,
+        bedrock,
+        Arc::new(LogSink),
+    );
+    let verifier: Arc<dyn auth::KeyVerifier> = Arc::new(auth::MasterKeyVerifier::new(config.master_api_key.clone()));
+    let grpc = tonic::service::Routes::new(auth::auth_service(verifier));
+    let state = Arc::new(AppState {
+        config,
+        relay,
+        metrics: metrics_handle(),
+        readiness: Readiness::default(),
+    });
+    Ok((state, grpc))
+}
+
+/// A service running on a background task (tests, and `main` through `serve`).
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Bind `config.listen` and serve on a background task.
+pub async fn spawn(config: Config, bedrock: Arc<dyn Bedrock>) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("TRANSLATOR_LISTEN: cannot bind {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (state, grpc) = state(config, bedrock)?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(crate::api::serve(listener, state, grpc, async move {
+        let _ = rx.await;
+    }));
+    Ok(Running {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}

@@ -1,0 +1,285 @@
+//! Golden tests for the non-streaming conversions (`fixtures/response/`) and unit tests of the
+//! stop reason, stop sequence, usage and Invoke passthrough rules.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::convert::stream::golden::{
+    MESSAGE_ID, assert_golden, fixture_dir, names, options, read,
+};
+use crate::error::ErrorType;
+
+/// What both SDKs need from a non-streaming message (spec 20).
+fn assert_sdk_shape(message: &Value) {
+    for key in [
+        "id",
+        "type",
+        "role",
+        "model",
+        "content",
+        "stop_reason",
+        "stop_sequence",
+    ] {
+        assert!(message.get(key).is_some(), "missing {key}: {message}");
+    }
+    assert_eq!(message["type"], "message");
+    assert_eq!(message["role"], "assistant");
+    assert!(message["content"].is_array());
+    assert!(message["usage"]["input_tokens"].is_u64());
+    assert!(message["usage"]["output_tokens"].is_u64());
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap() + "\n"
+}
+
+fn run_converse(name: &str) {
+    let dir = fixture_dir("response/converse");
+    let input: Value =
+        serde_json::from_str(&read(&dir.join(format!("{name}.input.json")))).unwrap();
+    let opts = options(input.get("options"));
+    let resp: ConverseResponse = serde_json::from_value(input["response"].clone()).unwrap();
+    let message = to_messages_response(resp, &opts);
+    assert_sdk_shape(&message);
+    assert!(ids::has_shape(message["id"].as_str().unwrap(), "msg_"));
+    assert_golden(
+        &dir.join(format!("{name}.expected.json")),
+        &pretty(&message),
+    );
+}
+
+fn run_invoke(name: &str) {
+    let dir = fixture_dir("response/invoke");
+    let input: Value =
+        serde_json::from_str(&read(&dir.join(format!("{name}.input.json")))).unwrap();
+    let opts = options(input.get("options"));
+    let body = input["body"].clone();
+    let message = from_invoke_response(body.clone(), &opts).unwrap();
+    assert_sdk_shape(&message);
+    assert_eq!(message["model"], opts.requested_model.as_str());
+    assert!(
+        !message
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| is_vendor_key(k))
+    );
+    // Every block is kept verbatim, whatever its type.
+    assert_eq!(message["content"], body["content"]);
+    assert_golden(
+        &dir.join(format!("{name}.expected.json")),
+        &pretty(&message),
+    );
+}
+
+macro_rules! golden_tests {
+    ($module:ident, $runner:ident, $dir:literal: $($name:ident),* $(,)?) => {
+        mod $module {
+            $( #[test] fn $name() { super::$runner(stringify!($name)); } )*
+
+            #[test]
+            fn every_fixture_has_a_test() {
+                let dir = crate::convert::stream::golden::fixture_dir($dir);
+                let found = crate::convert::stream::golden::names(&dir, ".input.json");
+                let listed: Vec<&str> = vec![$(stringify!($name)),*];
+                assert_eq!(found, listed, "fixtures in {} vs tests", dir.display());
+            }
+        }
+    };
+}
+
+golden_tests!(converse_golden, run_converse, "response/converse":
+    cache_usage,
+    cache_usage_without_ttl,
+    citations_and_other,
+    parallel_tools,
+    redacted_thinking,
+    stop_sequence_claude,
+    stop_sequence_non_claude,
+    text,
+    thinking_signature,
+    tool_use,
+);
+
+golden_tests!(invoke_golden, run_invoke, "response/invoke":
+    missing_id,
+    passthrough,
+);
+
+/// Every Converse stop reason, with and without tool blocks, in one readable table.
+#[test]
+fn stop_reasons_table() {
+    let dir = fixture_dir("response/stop_reasons");
+    let cases: Vec<Value> = serde_json::from_str(&read(&dir.join("cases.input.json"))).unwrap();
+    let opts = ResponseOptions {
+        message_id: MESSAGE_ID.into(),
+        requested_model: "m".into(),
+        stop_sequences: vec!["END".into()],
+        ..ResponseOptions::default()
+    };
+    let table: Vec<Value> = cases
+        .iter()
+        .map(|case| {
+            let block = if case["tool_block"] == true {
+                json!({"toolUse": {"toolUseId": "t1", "name": "f", "input": {}}})
+            } else {
+                json!({"text": "x"})
+            };
+            let mut resp =
+                json!({"output": {"message": {"role": "assistant", "content": [block]}}});
+            if let Some(reason) = case.get("stopReason") {
+                resp["stopReason"] = reason.clone();
+            }
+            let message = to_messages_response(serde_json::from_value(resp).unwrap(), &opts);
+            json!({
+                "stopReason": case.get("stopReason"),
+                "tool_block": case["tool_block"] == true,
+                "stop_reason": message["stop_reason"],
+                "stop_sequence": message["stop_sequence"],
+            })
+        })
+        .collect();
+    assert_golden(
+        &dir.join("cases.expected.json"),
+        &pretty(&Value::from(table)),
+    );
+    assert_eq!(names(&dir, ".input.json"), ["cases"]);
+}
+
+#[test]
+fn stop_reason_mapping() {
+    use StopReason::*;
+    let m = map_converse_stop_reason;
+    assert_eq!(m(Some("end_turn"), false), EndTurn);
+    assert_eq!(m(Some("end_turn"), true), ToolUse);
+    assert_eq!(m(Some("tool_use"), false), EndTurn);
+    assert_eq!(m(Some("tool_use"), true), ToolUse);
+    assert_eq!(m(Some("max_tokens"), true), MaxTokens);
+    assert_eq!(m(Some("stop_sequence"), false), StopSequence);
+    assert_eq!(
+        m(Some("model_context_window_exceeded"), false),
+        ModelContextWindowExceeded
+    );
+    assert_eq!(m(Some("guardrail_intervened"), false), Refusal);
+    assert_eq!(m(Some("content_filtered"), false), Refusal);
+    assert_eq!(m(Some("malformed_model_output"), false), EndTurn);
+    assert_eq!(m(Some("malformed_tool_use"), false), EndTurn);
+    assert_eq!(m(Some("new_reason"), false), EndTurn);
+    assert_eq!(m(None, false), EndTurn);
+    assert_eq!(m(None, true), ToolUse);
+}
+
+#[test]
+fn stop_sequence_sources() {
+    let claude = ResponseOptions {
+        stop_sequences: vec!["A".into(), "B".into()],
+        is_claude: true,
+        ..ResponseOptions::default()
+    };
+    let fields = json!({"stop_sequence": "B"});
+    let seq = |reason, fields: Option<&Value>, opts: &ResponseOptions| {
+        converse_stop_sequence(reason, fields, opts)
+    };
+    assert_eq!(
+        seq(StopReason::StopSequence, Some(&fields), &claude).as_deref(),
+        Some("B")
+    );
+    // Two candidates and no report: unknown.
+    assert_eq!(seq(StopReason::StopSequence, None, &claude), None);
+    // Not a stop-sequence stop: always null.
+    assert_eq!(seq(StopReason::EndTurn, Some(&fields), &claude), None);
+    let other = ResponseOptions {
+        stop_sequences: vec!["###".into()],
+        is_claude: false,
+        ..ResponseOptions::default()
+    };
+    // Non-Claude additional fields are model-specific and not trusted for this.
+    assert_eq!(
+        seq(StopReason::StopSequence, Some(&fields), &other).as_deref(),
+        Some("###")
+    );
+}
+
+#[test]
+fn empty_tool_id_is_generated_and_bad_one_sanitized() {
+    let resp: ConverseResponse = serde_json::from_value(json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"toolUse": {"toolUseId": "", "name": "a", "input": {"x": 1}}},
+            {"toolUse": {"toolUseId": "call:1/x", "name": "b"}}
+        ]}},
+        "stopReason": "tool_use"
+    }))
+    .unwrap();
+    let message = to_messages_response(resp, &ResponseOptions::default());
+    let generated = message["content"][0]["id"].as_str().unwrap();
+    assert!(ids::has_shape(generated, "toolu_"), "{generated}");
+    assert_eq!(
+        message["content"][1]["id"],
+        ids::sanitize_tool_id("call:1/x")
+    );
+    assert_eq!(message["content"][1]["input"], json!({}));
+    assert_eq!(message["stop_reason"], "tool_use");
+}
+
+#[test]
+fn absent_usage_is_zero_with_standard_tier() {
+    let message = to_messages_response(ConverseResponse::default(), &ResponseOptions::default());
+    assert_eq!(
+        message["usage"],
+        json!({"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
+               "cache_read_input_tokens": 0, "service_tier": "standard"})
+    );
+    assert_eq!(message["content"], json!([]));
+    assert_eq!(message["stop_sequence"], Value::Null);
+}
+
+#[test]
+fn usage_of_reads_either_path() {
+    let message = json!({"usage": {"input_tokens": 3, "output_tokens": 4,
+        "cache_read_input_tokens": 5, "cache_creation_input_tokens": 6}});
+    assert_eq!(
+        usage_of(&message),
+        TokenUsage {
+            input_tokens: 3,
+            output_tokens: 4,
+            cache_read_input_tokens: 5,
+            cache_creation_input_tokens: 6
+        }
+    );
+    assert_eq!(usage_of(&json!({})), TokenUsage::default());
+}
+
+#[test]
+fn invoke_body_must_be_an_object() {
+    let err = from_invoke_response(json!([1]), &ResponseOptions::default()).unwrap_err();
+    assert_eq!(err.error_type, ErrorType::Api);
+}
+
+#[test]
+fn invoke_keeps_key_order_and_replaces_model_in_place() {
+    let opts = ResponseOptions {
+        requested_model: "opus".into(),
+        ..ResponseOptions::default()
+    };
+    let body = json!({"id": "msg_bdrk_1", "type": "message", "model": "anthropic.claude", "x": 1,
+                      "amazon-bedrock-trace": {}});
+    let out = from_invoke_response(body, &opts).unwrap();
+    let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "type", "model", "x", "stop_sequence"]);
+    assert_eq!(out["model"], "opus");
+    assert_eq!(out["id"], "msg_bdrk_1");
+    let body = json!({"type": "message", "stop_reason": "end_turn", "usage": {}});
+    let out = from_invoke_response(body, &opts).unwrap();
+    let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "type",
+            "stop_reason",
+            "stop_sequence",
+            "usage",
+            "model"
+        ]
+    );
+}

@@ -1,0 +1,18 @@
+//! translator-svc: the Anthropic Messages API served from Amazon Bedrock. The binary in `main.rs`
+//! only wires these modules together; tests start the same service in-process.
+
+pub mod anthropic;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod bedrock;
+pub mod beta;
+pub mod config;
+pub mod converse;
+pub mod convert;
+pub mod error;
+pub mod ids;
+pub mod media;
+pub mod models;
+pub mod relay;
+pub mod usage;

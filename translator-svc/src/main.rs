@@ -1,0 +1,68 @@
+//! translator-svc binary: config -> telemetry -> state -> serve -> graceful shutdown.
+
+use std::process::ExitCode;
+
+use translator_svc::app;
+use translator_svc::config::{Config, LogFormat};
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            // Logging is not configured yet; this one line is the whole diagnosis.
+            #[expect(clippy::print_stderr, reason = "configuration errors are reported before telemetry exists")]
+            {
+                eprintln!("translator-svc: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format);
+    let listen = config.listen;
+    let result = async {
+        let bedrock = app::bedrock_client(&config).await?;
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (state, grpc) = app::state(config, bedrock)?;
+        tracing::info!(%addr, "translator-svc listening on {addr}");
+        translator_svc::api::serve(listener, state, grpc, shutdown_signal()).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!("translator-svc stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "translator-svc failed");
+            ExitCode::FAILURE
+        }
+    }
+}

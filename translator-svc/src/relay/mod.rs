@@ -1,0 +1,350 @@
+//! The use case: resolve the model, convert the request for its Bedrock API, call Bedrock (with the
+//! service-tier fallback), convert the answer back, and meter usage. No axum types here.
+
+mod stream;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::Stream;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::beta::BetaPolicy;
+use crate::bedrock::{Bedrock, BedrockError, ConverseCall, InvokeCall};
+use crate::config::Config;
+use crate::convert::response::{ResponseOptions, from_invoke_response, to_messages_response, usage_of};
+use crate::convert::{
+    CountTokensPlan, RequestOptions, ServerToolsPolicy, estimate_input_tokens, to_converse_request,
+    to_count_tokens_input, to_invoke_body,
+};
+use crate::error::ApiError;
+use crate::ids;
+use crate::media::MediaFetcher;
+use crate::models::{Backend, Family, ModelTable, Route};
+use crate::usage::{Outcome as UsageOutcome, UsageRecord, UsageSink};
+
+/// Bedrock rejects an InvokeModel body over this many bytes; we answer 413 ourselves instead.
+const MAX_UPSTREAM_BODY_BYTES: usize = 25_000_000;
+/// How long a request may wait for a free upstream slot before it is told the gateway is busy.
+const QUEUE_WAIT: Duration = Duration::from_millis(250);
+
+/// An SSE body: already-encoded events, written as they come.
+pub type SseBody = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+pub enum Outcome {
+    Message(Value),
+    Stream(SseBody),
+}
+
+/// What the gateway knows about the caller.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    pub request_id: String,
+    pub key_id: Option<String>,
+    /// The key's service tier from the gate filter (`default` means none).
+    pub tier: Option<String>,
+    /// The client's `anthropic-beta` values, parsed, in order.
+    pub client_betas: Vec<String>,
+    pub session_id: Option<String>,
+}
+
+pub struct TokenCount {
+    pub input_tokens: u64,
+    pub estimated: bool,
+}
+
+pub struct Relay {
+    config: Arc<Config>,
+    models: ModelTable,
+    betas: BetaPolicy,
+    bedrock: Arc<dyn Bedrock>,
+    permits: Arc<Semaphore>,
+    usage: Arc<dyn UsageSink>,
+    media: MediaFetcher,
+}
+
+/// Everything fixed for one request once the model is resolved.
+struct Plan {
+    call: CallContext,
+    route: Route,
+    tier: Option<String>,
+    stream: bool,
+    response: ResponseOptions,
+    started: Instant,
+}
+
+impl Plan {
+    fn usage_record(&self, api: &'static str, usage: crate::convert::response::TokenUsage, outcome: UsageOutcome, ttft: Option<Duration>) -> UsageRecord {
+        UsageRecord {
+            request_id: self.call.request_id.clone(),
+            key_id: self.call.key_id.clone(),
+            requested_model: self.route.requested_model.clone(),
+            resolved_model: self.route.resolved_id.clone(),
+            api,
+            tier: self.tier.clone(),
+            stream: self.stream,
+            usage,
+            latency: self.started.elapsed(),
+            time_to_first_token: ttft,
+            outcome,
+        }
+    }
+}
+
+impl Relay {
+    pub fn new(
+        config: Arc<Config>,
+        models: ModelTable,
+        betas: BetaPolicy,
+        bedrock: Arc<dyn Bedrock>,
+        usage: Arc<dyn UsageSink>,
+    ) -> Self {
+        let permits = Arc::new(Semaphore::new(config.max_concurrent_calls));
+        let media = MediaFetcher {
+            allow_http: config.media_fetch_allow_http,
+            allow_private: config.media_fetch_allow_private,
+        };
+        Relay {
+            media,
+            config,
+            models,
+            betas,
+            bedrock,
+            permits,
+            usage,
+        }
+    }
+
+    pub fn models(&self) -> &ModelTable {
+        &self.models
+    }
+
+    fn options<'a>(&'a self, route: &'a Route, call: &'a CallContext, tier: &Option<String>) -> RequestOptions<'a> {
+        RequestOptions {
+            route,
+            client_betas: &call.client_betas,
+            policy: &self.betas,
+            server_tools: if self.config.server_tools_strip {
+                ServerToolsPolicy::Strip
+            } else {
+                ServerToolsPolicy::Reject
+            },
+            context_edits_allowed: &self.config.context_edits_allowed,
+            tool_types_pass: &self.config.tool_types_pass,
+            tool_type_rename: &self.config.tool_type_rename,
+            invoke_top_level_allow: &self.config.invoke_top_level_allow,
+            strip_billing_header: self.config.strip_billing_header_block,
+            cache_ttl_override: None,
+            adaptive_fallback_budget: self.config.adaptive_fallback_budget,
+            service_tier: tier.clone(),
+        }
+    }
+
+    fn plan(&self, call: CallContext, request: &Value) -> Result<Plan, ApiError> {
+        let requested = request
+            .get("model")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid_at("model", "field required (a string)"))?;
+        let route = self.models.resolve(requested)?;
+        let tier = call
+            .tier
+            .clone()
+            .filter(|t| t != "default")
+            .or_else(|| self.config.default_service_tier.clone());
+        let stop_sequences = request
+            .get("stop_sequences")
+            .and_then(Value::as_array)
+            .map(|seqs| seqs.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let response = ResponseOptions {
+            requested_model: requested.to_string(),
+            message_id: ids::message_id(),
+            request_id: call.request_id.clone(),
+            stop_sequences,
+            is_claude: route.entry.family == Family::Claude,
+        };
+        Ok(Plan {
+            stream: request.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            call,
+            route,
+            tier,
+            response,
+            started: Instant::now(),
+        })
+    }
+
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(QUEUE_WAIT, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                metrics::counter!("translator_overloaded_total").increment(1);
+                Err(ApiError::overloaded("the gateway is at its concurrency limit, retry shortly").with_retry_after(1))
+            }
+        }
+    }
+
+    pub async fn messages(&self, call: CallContext, mut request: Value) -> Result<Outcome, ApiError> {
+        let plan = self.plan(call, &request)?;
+        self.media.inline_all(self.config.media_fetch_enabled, &mut request).await?;
+        let opts = self.options(&plan.route, &plan.call, &plan.tier);
+        let permit = self.acquire().await?;
+        metrics::counter!("translator_requests_total",
+            "model" => plan.route.requested_model.clone(),
+            "api" => backend_label(plan.route.entry.backend),
+            "stream" => if plan.stream { "true" } else { "false" })
+        .increment(1);
+        match plan.route.entry.backend {
+            Backend::Invoke => {
+                let invoke = to_invoke_body(&request, &opts)?;
+                let body = serde_json::to_vec(&invoke.body)
+                    .map_err(|e| ApiError::api(format!("could not encode the upstream request: {e}")))?;
+                if body.len() > MAX_UPSTREAM_BODY_BYTES {
+                    return Err(ApiError::too_large(format!(
+                        "request is {} bytes once translated; Bedrock accepts at most {MAX_UPSTREAM_BODY_BYTES}",
+                        body.len()
+                    )));
+                }
+                let call = InvokeCall {
+                    model_id: plan.route.resolved_id.clone(),
+                    body: Bytes::from(body),
+                    service_tier: plan.tier.clone(),
+                };
+                if plan.stream {
+                    let upstream = self
+                        .with_tier_fallback(&plan, call, |b, c| b.invoke_stream(c), |c| InvokeCall { service_tier: None, ..c })
+                        .await;
+                    let upstream = self.settle(&plan, "invoke", upstream)?;
+                    let machine = stream::Machine::invoke(plan.response.clone());
+                    stream::start(self, plan, machine, upstream, permit).await
+                } else {
+                    let result = self
+                        .with_tier_fallback(&plan, call, |b, c| b.invoke(c), |c| InvokeCall { service_tier: None, ..c })
+                        .await;
+                    let output = self.settle(&plan, "invoke", result)?;
+                    let body: Value = serde_json::from_slice(&output.body)
+                        .map_err(|_| ApiError::api("Bedrock returned a response that is not JSON"))?;
+                    let message = from_invoke_response(body, &plan.response)?;
+                    self.usage.record(plan.usage_record("invoke", usage_of(&message), UsageOutcome::Ok, None));
+                    drop(permit);
+                    Ok(Outcome::Message(message))
+                }
+            }
+            Backend::Converse => {
+                let converse = to_converse_request(&request, &opts)?;
+                let body = serde_json::to_value(&converse)
+                    .map_err(|e| ApiError::api(format!("could not encode the upstream request: {e}")))?;
+                let call = ConverseCall {
+                    model_id: plan.route.resolved_id.clone(),
+                    request: body,
+                    service_tier: plan.tier.clone(),
+                };
+                let without_tier = |c: ConverseCall| {
+                    let mut request = c.request;
+                    if let Some(obj) = request.as_object_mut() {
+                        obj.remove("serviceTier");
+                    }
+                    ConverseCall { service_tier: None, request, ..c }
+                };
+                if plan.stream {
+                    let upstream = self
+                        .with_tier_fallback(&plan, call, |b, c| b.converse_stream(c), without_tier)
+                        .await;
+                    let upstream = self.settle(&plan, "converse", upstream)?;
+                    let machine = stream::Machine::converse(plan.response.clone(), self.config.metadata_wait);
+                    stream::start(self, plan, machine, upstream, permit).await
+                } else {
+                    let result = self
+                        .with_tier_fallback(&plan, call, |b, c| b.converse(c), without_tier)
+                        .await;
+                    let output = self.settle(&plan, "converse", result)?;
+                    let response = serde_json::from_value(output)
+                        .map_err(|e| ApiError::api(format!("Bedrock returned an unexpected Converse response: {e}")))?;
+                    let message = to_messages_response(response, &plan.response);
+                    self.usage.record(plan.usage_record("converse", usage_of(&message), UsageOutcome::Ok, None));
+                    drop(permit);
+                    Ok(Outcome::Message(message))
+                }
+            }
+        }
+    }
+
+    fn settle<T>(&self, plan: &Plan, api: &'static str, result: Result<T, BedrockError>) -> Result<T, ApiError> {
+        result.map_err(|e| self.fail(plan, api, e))
+    }
+
+    /// Map a Bedrock failure before commit for the client, logging and recording it once.
+    fn fail(&self, plan: &Plan, api: &'static str, e: BedrockError) -> ApiError {
+        let error = e.to_api_error(&plan.route.requested_model);
+        // Upstream internals (AWS request id, raw message) go to the log, never to the client.
+        tracing::warn!(request_id = %plan.call.request_id, kind = ?e.kind, aws_request_id = ?e.aws_request_id, message = %e.message, "bedrock call failed");
+        metrics::counter!("translator_bedrock_errors_total", "exception" => format!("{:?}", e.kind)).increment(1);
+        self.usage.record(plan.usage_record(api, Default::default(), UsageOutcome::Error(error.metric_label()), None));
+        error
+    }
+
+    /// Call once; if Bedrock rejects the service tier, retry once on `default` (spec 10.6).
+    async fn with_tier_fallback<'b, C, T, F>(
+        &'b self,
+        plan: &Plan,
+        call: C,
+        op: F,
+        strip_tier: impl FnOnce(C) -> C,
+    ) -> Result<T, BedrockError>
+    where
+        C: Clone,
+        F: Fn(&'b dyn Bedrock, C) -> BoxFuture<'b, Result<T, BedrockError>>,
+    {
+        let bedrock = self.bedrock.as_ref();
+        match op(bedrock, call.clone()).await {
+            Err(e) if plan.tier.is_some() && e.is_service_tier_rejection() => {
+                tracing::warn!(request_id = %plan.call.request_id, tier = ?plan.tier, model = %plan.route.resolved_id, "model rejected the service tier; retrying on default");
+                metrics::counter!("translator_service_tier_fallback_total").increment(1);
+                op(bedrock, strip_tier(call)).await
+            }
+            other => other,
+        }
+    }
+
+    pub async fn count_tokens(&self, call: CallContext, mut request: Value) -> Result<TokenCount, ApiError> {
+        let plan = self.plan(call, &request)?;
+        self.media.inline_all(self.config.media_fetch_enabled, &mut request).await?;
+        let opts = self.options(&plan.route, &plan.call, &plan.tier);
+        match to_count_tokens_input(&request, &opts)? {
+            CountTokensPlan::Bedrock { model_id, input } => match self.bedrock.count_tokens(model_id, input).await {
+                Ok(n) => Ok(TokenCount { input_tokens: n, estimated: false }),
+                Err(e) => {
+                    tracing::info!(request_id = %plan.call.request_id, kind = ?e.kind, "CountTokens failed; answering with an estimate");
+                    Ok(TokenCount { input_tokens: estimate_input_tokens(&request), estimated: true })
+                }
+            },
+            CountTokensPlan::Estimate { input_tokens } => Ok(TokenCount { input_tokens, estimated: true }),
+        }
+    }
+
+    /// Anthropic model objects for every listed entry.
+    pub fn model_objects(&self) -> Vec<Value> {
+        self.models
+            .listed()
+            .into_iter()
+            .map(|e| crate::api::model_object(&e.key, &e.display_name, e.created_at.as_deref()))
+            .collect()
+    }
+
+    pub fn model_object(&self, id: &str) -> Option<Value> {
+        let decoded = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+        self.models
+            .lookup(&decoded)
+            .map(|e| crate::api::model_object(&decoded, &e.display_name, e.created_at.as_deref()))
+    }
+}
+
+fn backend_label(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Invoke => "invoke",
+        Backend::Converse => "converse",
+    }
+}

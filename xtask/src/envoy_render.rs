@@ -1,0 +1,212 @@
+//! Renders `envoy/envoy.yaml.tmpl` (the one Envoy config source) for local runs, compose and
+//! Kubernetes: `{{NAME}}` placeholders, pure string work, no I/O. A placeholder left without a
+//! value is an error, never an empty string in the output.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The template, embedded so every renderer uses exactly the checked-in source.
+pub const TEMPLATE: &str = include_str!("../../envoy/envoy.yaml.tmpl");
+
+/// Replaces every `{{NAME}}` in `template` with `vars[NAME]`.
+///
+/// A placeholder alone on its line (after indentation) is a block slot: each line of the value is
+/// indented to the placeholder's column, and an empty value removes the line. Anywhere else the
+/// value is inserted as is. Fails, naming them, when placeholders have no value, and on a `{{`
+/// that does not open a well-formed placeholder (`[A-Z0-9_]+`).
+pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut missing = BTreeSet::new();
+    for (index, line) in template.split_inclusive('\n').enumerate() {
+        let line_no = index + 1;
+        let body = line.trim_end_matches(['\n', '\r']);
+        let indent = &body[..body.len() - body.trim_start().len()];
+        if let Some(name) = lone_placeholder(body.trim()) {
+            match vars.get(name) {
+                Some(value) => push_block(&mut out, indent, value),
+                None => {
+                    missing.insert(name.to_owned());
+                }
+            }
+            continue;
+        }
+        let mut rest = line;
+        while let Some(start) = rest.find("{{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let name = after
+                .find("}}")
+                .map(|end| &after[..end])
+                .filter(|name| is_name(name))
+                .ok_or_else(|| {
+                    format!(
+                        "line {line_no}: malformed placeholder near `{}`",
+                        snippet(&rest[start..])
+                    )
+                })?;
+            match vars.get(name) {
+                Some(value) => out.push_str(value),
+                None => {
+                    missing.insert(name.to_owned());
+                }
+            }
+            rest = &after[name.len() + 2..];
+        }
+        out.push_str(rest);
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        let names: Vec<String> = missing.into_iter().collect();
+        Err(format!("no value for placeholder(s): {}", names.join(", ")))
+    }
+}
+
+/// Every placeholder name the template uses.
+pub fn placeholders(template: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) if is_name(&after[..end]) => {
+                names.insert(after[..end].to_owned());
+                rest = &after[end + 2..];
+            }
+            _ => rest = after,
+        }
+    }
+    names
+}
+
+fn lone_placeholder(trimmed: &str) -> Option<&str> {
+    trimmed
+        .strip_prefix("{{")
+        .and_then(|s| s.strip_suffix("}}"))
+        .filter(|name| is_name(name))
+}
+
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn push_block(out: &mut String, indent: &str, value: &str) {
+    for line in value.lines() {
+        if !line.trim().is_empty() {
+            out.push_str(indent);
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+}
+
+fn snippet(s: &str) -> String {
+    s.chars().take(24).collect::<String>().replace('\n', "\\n")
+}
+
+/// The values the gateway template needs, one field per placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvoyVars {
+    /// `127.0.0.1` locally, `0.0.0.0` in containers.
+    pub listen_address: String,
+    pub listen_port: u16,
+    /// Admin (stats) port; always bound to 127.0.0.1.
+    pub admin_port: u16,
+    /// Path of `gate_filter.wasm` as Envoy sees it.
+    pub wasm_path: String,
+    pub translator_host: String,
+    pub translator_port: u16,
+    pub ratelimit_host: String,
+    pub ratelimit_port: u16,
+    /// Shared secret Envoy adds as `x-gw-internal-secret` (letters, digits, `-._~`).
+    pub internal_secret: String,
+    /// YAML list item(s) for the global rate-limit http filter slot; empty = no rate limiting.
+    pub ratelimit_filter: String,
+    /// YAML for the route's rate-limit slot (e.g. `typed_per_filter_config:`); empty = none.
+    pub ratelimit_route: String,
+}
+
+impl EnvoyVars {
+    /// Everything on loopback with the default ports (spec: 8080, 9901, 50051, 50052).
+    pub fn local(wasm_path: &Path, internal_secret: &str) -> Self {
+        Self {
+            listen_address: "127.0.0.1".to_owned(),
+            listen_port: 8080,
+            admin_port: 9901,
+            wasm_path: wasm_path.display().to_string(),
+            translator_host: "127.0.0.1".to_owned(),
+            translator_port: 50051,
+            ratelimit_host: "127.0.0.1".to_owned(),
+            ratelimit_port: 50052,
+            internal_secret: internal_secret.to_owned(),
+            ratelimit_filter: String::new(),
+            ratelimit_route: String::new(),
+        }
+    }
+
+    /// Containers (compose, Kubernetes): listen on all interfaces, reach services by DNS name.
+    pub fn container(translator_host: &str, ratelimit_host: &str, internal_secret: &str) -> Self {
+        Self {
+            listen_address: "0.0.0.0".to_owned(),
+            wasm_path: "/etc/envoy/gate_filter.wasm".to_owned(),
+            translator_host: translator_host.to_owned(),
+            ratelimit_host: ratelimit_host.to_owned(),
+            ..Self::local(Path::new(""), internal_secret)
+        }
+    }
+
+    /// The placeholder map, after checking values that could break the YAML.
+    pub fn to_map(&self) -> Result<BTreeMap<&'static str, String>, String> {
+        let secret_ok = !self.internal_secret.is_empty()
+            && self
+                .internal_secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        if !secret_ok {
+            return Err("internal secret must be non-empty letters, digits or -._~".to_owned());
+        }
+        for (what, host) in [
+            ("listen address", &self.listen_address),
+            ("translator host", &self.translator_host),
+            ("ratelimit host", &self.ratelimit_host),
+        ] {
+            if host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
+            {
+                return Err(format!("{what} `{host}` is not a host name or IP address"));
+            }
+        }
+        if self.wasm_path.is_empty() || self.wasm_path.contains(['"', '\\', '\n']) {
+            return Err(format!(
+                "wasm path `{}` cannot be placed in the config",
+                self.wasm_path
+            ));
+        }
+        Ok(BTreeMap::from([
+            ("LISTEN_ADDRESS", self.listen_address.clone()),
+            ("LISTEN_PORT", self.listen_port.to_string()),
+            ("ADMIN_PORT", self.admin_port.to_string()),
+            ("WASM_PATH", self.wasm_path.clone()),
+            ("TRANSLATOR_HOST", self.translator_host.clone()),
+            ("TRANSLATOR_PORT", self.translator_port.to_string()),
+            ("RATELIMIT_HOST", self.ratelimit_host.clone()),
+            ("RATELIMIT_PORT", self.ratelimit_port.to_string()),
+            ("INTERNAL_SECRET", self.internal_secret.clone()),
+            ("RATELIMIT_FILTER", self.ratelimit_filter.clone()),
+            ("RATELIMIT_ROUTE", self.ratelimit_route.clone()),
+        ]))
+    }
+}
+
+/// The gateway's Envoy config for `vars`.
+pub fn render_envoy(vars: &EnvoyVars) -> Result<String, String> {
+    render(TEMPLATE, &vars.to_map()?)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,68 @@
+//! `cargo xtask test` and `cargo xtask lint`: install what the tests need, build what they spawn,
+//! export where it is, then run the whole workspace suite (nextest when present).
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::{cmd, tools};
+
+/// Binaries the end-to-end tests spawn; built once here so parallel tests never race to build.
+const SPAWNED_BINARIES: &[&str] = &["translator-svc", "fake-bedrock"];
+
+fn has_nextest(root: &Path) -> bool {
+    cmd::output(cmd::cargo(root).args(["nextest", "--version"])).is_ok()
+}
+
+pub fn run(root: &Path, passthrough: &[String]) -> Result<()> {
+    let tools = tools::ensure_test_tools(root)?;
+    let wasm = tools::build_filter(root)?;
+    let bin_dir = tools::build_binaries(root, SPAWNED_BINARIES, false)?;
+
+    let mut command = cmd::cargo(root);
+    if has_nextest(root) {
+        command.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        command.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    command
+        .args(passthrough)
+        .env("ENVOY_BIN", &tools.envoy)
+        .env("GATE_WASM", &wasm)
+        .env("GATEWAY_PYTHON", &tools.python)
+        .env("CLIENTS_DIR", &tools.clients_dir)
+        .env("TRANSLATOR_BIN", bin_dir.join("translator-svc"))
+        .env("FAKE_BEDROCK_BIN", bin_dir.join("fake-bedrock"));
+    eprintln!(
+        "xtask: ENVOY_BIN={} GATE_WASM={} GATEWAY_PYTHON={} CLIENTS_DIR={}",
+        tools.envoy.display(),
+        wasm.display(),
+        tools.python.display(),
+        tools.clients_dir.display()
+    );
+    cmd::run(&mut command)
+}
+
+pub fn lint(root: &Path) -> Result<()> {
+    cmd::run(cmd::cargo(root).args(["fmt", "--all", "--", "--check"]))?;
+    cmd::run(cmd::cargo(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The filter ships as wasm: lint it for the target it runs on too.
+    tools::ensure_wasm_target()?;
+    cmd::run(cmd::cargo(root).args([
+        "clippy",
+        "-p",
+        "gate-filter",
+        "--target",
+        tools::WASM_TARGET,
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
