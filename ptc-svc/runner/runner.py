@@ -428,7 +428,8 @@ class Runner:
         if timers or fds < 0 or fds > self.base_fds:
             return
         self.blocked_sent = True
-        self.channel.send({"type": "blocked", "execution_id": execution.id})
+        # `calls` lets the host ignore a report that crossed its own batch timer on the wire.
+        self.channel.send({"type": "blocked", "execution_id": execution.id, "calls": execution.calls})
 
 
 def _after_fork_in_child(fds):

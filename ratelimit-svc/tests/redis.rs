@@ -253,3 +253,27 @@ async fn redis_down_at_start_is_not_fatal() {
     redis.restart();
     until(&checker, &rpm("k", "1"), |_| true).await;
 }
+
+#[tokio::test]
+async fn an_enormous_debt_is_stored_without_overflowing_the_expiry() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(&redis.url(), TIMEOUT).expect("store");
+    let op = Op {
+        period_ms: 60_000,
+        limit: 1,
+        hits: 1_000_000_000,
+        mode: Mode::Debt,
+        shadow: false,
+    };
+    let ops = vec![("rl|debt|k".to_owned(), op)];
+    let applied = store.apply(1_767_225_600_000, &ops).await.expect("stored");
+    assert_eq!(applied.results[0].backlog_after_ms, 6e13);
+    let probe = vec![("rl|debt|k".to_owned(), Op { hits: 0, ..op })];
+    let again = store
+        .apply(1_767_225_600_001, &probe)
+        .await
+        .expect("read back");
+    assert!(!again.results[0].allowed);
+}

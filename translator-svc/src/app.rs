@@ -37,8 +37,12 @@ fn operator_models(config: &Config) -> anyhow::Result<Vec<ModelEntry>> {
     if let Some(path) = &config.model_map_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("MODEL_MAP_FILE: cannot read {}", path.display()))?;
-        let mut from_file: Vec<ModelEntry> = serde_json::from_str(&text)
-            .with_context(|| format!("MODEL_MAP_FILE: {} is not a JSON array of model entries", path.display()))?;
+        let mut from_file: Vec<ModelEntry> = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "MODEL_MAP_FILE: {} is not a JSON array of model entries",
+                path.display()
+            )
+        })?;
         entries.append(&mut from_file);
     }
     if let Some(inline) = &config.model_map_json {
@@ -54,9 +58,12 @@ pub fn model_table(config: &Config) -> anyhow::Result<ModelTable> {
         ClaudeApi::Invoke => Backend::Invoke,
         ClaudeApi::Converse => Backend::Converse,
     };
-    Ok(ModelTable::builtin(&config.model_default_profile, config.model_derive_claude_ids)
-        .with_claude_backend(claude_backend)
-        .with_overrides(operator_models(config)?))
+    Ok(ModelTable::builtin(
+        &config.model_default_profile,
+        config.model_derive_claude_ids,
+    )
+    .with_claude_backend(claude_backend)
+    .with_overrides(operator_models(config)?))
 }
 
 pub fn beta_policy(config: &Config) -> anyhow::Result<BetaPolicy> {
@@ -83,7 +90,10 @@ pub async fn bedrock_client(config: &Config) -> anyhow::Result<Arc<dyn Bedrock>>
 }
 
 /// Build the whole service around a given Bedrock client.
-pub fn state(config: Config, bedrock: Arc<dyn Bedrock>) -> anyhow::Result<(Arc<AppState>, tonic::service::Routes)> {
+pub fn state(
+    config: Config,
+    bedrock: Arc<dyn Bedrock>,
+) -> anyhow::Result<(Arc<AppState>, tonic::service::Routes)> {
     let config = Arc::new(config);
     let relay = Relay::new(
         config.clone(),
@@ -92,7 +102,8 @@ pub fn state(config: Config, bedrock: Arc<dyn Bedrock>) -> anyhow::Result<(Arc<A
         bedrock,
         Arc::new(LogSink),
     );
-    let verifier: Arc<dyn auth::KeyVerifier> = Arc::new(auth::MasterKeyVerifier::new(config.master_api_key.clone()));
+    let verifier: Arc<dyn auth::KeyVerifier> =
+        Arc::new(auth::MasterKeyVerifier::new(config.master_api_key.clone()));
     let grpc = tonic::service::Routes::new(auth::auth_service(verifier));
     let state = Arc::new(AppState {
         config,

@@ -106,13 +106,20 @@ fn bad(name: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn parse<T: std::str::FromStr>(src: &dyn Source, name: &'static str, default: T) -> Result<T, ConfigError>
+fn parse<T: std::str::FromStr>(
+    src: &dyn Source,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     match src.get(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|e| bad(name, format!("{v:?}: {e}"))),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| bad(name, format!("{v:?}: {e}"))),
     }
 }
 
@@ -158,26 +165,51 @@ impl Config {
             )
         })?;
         if internal_secret.len() < 16 {
-            return Err(bad("GATEWAY_INTERNAL_SECRET", "must be at least 16 characters"));
+            return Err(bad(
+                "GATEWAY_INTERNAL_SECRET",
+                "must be at least 16 characters",
+            ));
         }
         let claude_api = match src.get("CLAUDE_API").as_deref().map(str::trim) {
             None | Some("invoke") => ClaudeApi::Invoke,
             Some("converse") => ClaudeApi::Converse,
-            Some(other) => return Err(bad("CLAUDE_API", format!("{other:?}: expected invoke or converse"))),
+            Some(other) => {
+                return Err(bad(
+                    "CLAUDE_API",
+                    format!("{other:?}: expected invoke or converse"),
+                ));
+            }
         };
-        let model_default_profile = src.get("MODEL_DEFAULT_PROFILE").unwrap_or_else(|| "global".into());
-        if !["global", "us", "eu", "jp", "apac", "au", "ca", "us-gov"].contains(&model_default_profile.as_str()) {
-            return Err(bad("MODEL_DEFAULT_PROFILE", format!("{model_default_profile:?} is not a known geo profile")));
+        let model_default_profile = src
+            .get("MODEL_DEFAULT_PROFILE")
+            .unwrap_or_else(|| "global".into());
+        if !["global", "us", "eu", "jp", "apac", "au", "ca", "us-gov"]
+            .contains(&model_default_profile.as_str())
+        {
+            return Err(bad(
+                "MODEL_DEFAULT_PROFILE",
+                format!("{model_default_profile:?} is not a known geo profile"),
+            ));
         }
         let server_tools_strip = match src.get("SERVER_TOOLS").as_deref() {
             None | Some("reject") => false,
             Some("strip") => true,
-            Some(other) => return Err(bad("SERVER_TOOLS", format!("{other:?}: expected reject or strip"))),
+            Some(other) => {
+                return Err(bad(
+                    "SERVER_TOOLS",
+                    format!("{other:?}: expected reject or strip"),
+                ));
+            }
         };
         let log_format = match src.get("LOG_FORMAT").as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
-            Some(other) => return Err(bad("LOG_FORMAT", format!("{other:?}: expected json or text"))),
+            Some(other) => {
+                return Err(bad(
+                    "LOG_FORMAT",
+                    format!("{other:?}: expected json or text"),
+                ));
+            }
         };
         let default_service_tier = match src.get("DEFAULT_SERVICE_TIER").as_deref() {
             None | Some("default") => None,
@@ -192,14 +224,21 @@ impl Config {
         let sse_ping_interval = secs(src, "SSE_PING_INTERVAL_SECS", 15)?;
         let upstream_idle_timeout = secs(src, "UPSTREAM_IDLE_TIMEOUT_SECS", 600)?;
         if upstream_idle_timeout <= sse_ping_interval {
-            return Err(bad("UPSTREAM_IDLE_TIMEOUT_SECS", "must exceed SSE_PING_INTERVAL_SECS"));
+            return Err(bad(
+                "UPSTREAM_IDLE_TIMEOUT_SECS",
+                "must exceed SSE_PING_INTERVAL_SECS",
+            ));
         }
         let max_concurrent_calls: usize = parse(src, "MAX_CONCURRENT_CALLS", 256)?;
         if max_concurrent_calls == 0 {
             return Err(bad("MAX_CONCURRENT_CALLS", "must be at least 1"));
         }
         Ok(Config {
-            listen: parse(src, "TRANSLATOR_LISTEN", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
+            listen: parse(
+                src,
+                "TRANSLATOR_LISTEN",
+                SocketAddr::from(([127, 0, 0, 1], 50051)),
+            )?,
             master_api_key: src.get("MASTER_API_KEY"),
             internal_secret,
             aws_region: src
@@ -222,17 +261,39 @@ impl Config {
             beta_flags_allow: src.get("BETA_FLAGS_ALLOW"),
             beta_flags_unknown: src.get("BETA_FLAGS_UNKNOWN"),
             server_tools_strip,
-            context_edits_allowed: list(src, "CONTEXT_EDITS_ALLOWED", crate::convert::options::DEFAULT_CONTEXT_EDITS_ALLOWED),
-            tool_types_pass: list(src, "TOOL_TYPES_PASS", &["bash_20250124", "text_editor_20250728", "text_editor_20250429", "computer_20250124", "memory_20250818"]),
+            context_edits_allowed: list(
+                src,
+                "CONTEXT_EDITS_ALLOWED",
+                crate::convert::options::DEFAULT_CONTEXT_EDITS_ALLOWED,
+            ),
+            tool_types_pass: list(
+                src,
+                "TOOL_TYPES_PASS",
+                &[
+                    "bash_20250124",
+                    "text_editor_20250728",
+                    "text_editor_20250429",
+                    "computer_20250124",
+                    "memory_20250818",
+                ],
+            ),
             tool_type_rename: match src.get("TOOL_TYPE_RENAME") {
                 None => crate::convert::options::DEFAULT_TOOL_TYPE_RENAME
                     .iter()
                     .map(|(a, b)| (a.to_string(), b.to_string()))
                     .collect(),
-                Some(json) => serde_json::from_str(&json)
-                    .map_err(|e| bad("TOOL_TYPE_RENAME", format!("not a JSON object of strings: {e}")))?,
+                Some(json) => serde_json::from_str(&json).map_err(|e| {
+                    bad(
+                        "TOOL_TYPE_RENAME",
+                        format!("not a JSON object of strings: {e}"),
+                    )
+                })?,
             },
-            invoke_top_level_allow: list(src, "INVOKE_TOP_LEVEL_ALLOW", crate::convert::options::DEFAULT_INVOKE_TOP_LEVEL_ALLOW),
+            invoke_top_level_allow: list(
+                src,
+                "INVOKE_TOP_LEVEL_ALLOW",
+                crate::convert::options::DEFAULT_INVOKE_TOP_LEVEL_ALLOW,
+            ),
             strip_billing_header_block: flag(src, "STRIP_BILLING_HEADER_BLOCK", false)?,
             media_fetch_enabled: flag(src, "MEDIA_FETCH_ENABLED", true)?,
             media_fetch_allow_http: flag(src, "MEDIA_FETCH_ALLOW_HTTP", false)?,

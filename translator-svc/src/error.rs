@@ -43,13 +43,18 @@ impl ErrorType {
             ErrorType::RateLimit => StatusCode::TOO_MANY_REQUESTS,
             ErrorType::Api => StatusCode::INTERNAL_SERVER_ERROR,
             // 529 is not a registered status; it is what Anthropic sends for overload.
-            ErrorType::Overloaded => StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            ErrorType::Overloaded => {
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
         }
     }
 
     /// Whether the SDKs should retry (they honour `x-should-retry` before their own heuristics).
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorType::RateLimit | ErrorType::Api | ErrorType::Overloaded)
+        matches!(
+            self,
+            ErrorType::RateLimit | ErrorType::Api | ErrorType::Overloaded
+        )
     }
 }
 

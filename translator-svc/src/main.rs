@@ -8,7 +8,9 @@ use translator_svc::config::{Config, LogFormat};
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -19,7 +21,9 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -36,7 +40,10 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             // Logging is not configured yet; this one line is the whole diagnosis.
-            #[expect(clippy::print_stderr, reason = "configuration errors are reported before telemetry exists")]
+            #[expect(
+                clippy::print_stderr,
+                reason = "configuration errors are reported before telemetry exists"
+            )]
             {
                 eprintln!("translator-svc: {e}");
             }

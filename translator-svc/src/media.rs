@@ -65,15 +65,22 @@ impl MediaFetcher {
             "http" if self.allow_http => {}
             other => return Err(refuse(at, format!("{other} URLs are not allowed"))),
         }
-        let host = url.host_str().ok_or_else(|| refuse(at, "URL has no host"))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| refuse(at, "URL has no host"))?;
         let port = url.port_or_known_default().unwrap_or(443);
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
             .await
             .map_err(|_| refuse(at, "host does not resolve"))?
             .collect();
-        let first = *addrs.first().ok_or_else(|| refuse(at, "host does not resolve"))?;
+        let first = *addrs
+            .first()
+            .ok_or_else(|| refuse(at, "host does not resolve"))?;
         if !self.allow_private && addrs.iter().any(|a| is_forbidden(a.ip())) {
-            return Err(refuse(at, "the host resolves to a private or reserved address"));
+            return Err(refuse(
+                at,
+                "the host resolves to a private or reserved address",
+            ));
         }
         Ok(first)
     }
@@ -92,18 +99,27 @@ impl MediaFetcher {
                 .resolve(&host, addr)
                 .build()
                 .map_err(|e| refuse(at, e))?;
-            let response = client.get(url.clone()).send().await.map_err(|_| refuse(at, "connection failed"))?;
+            let response = client
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|_| refuse(at, "connection failed"))?;
             if response.status().is_redirection() {
                 let location = response
                     .headers()
                     .get(reqwest::header::LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .ok_or_else(|| refuse(at, "redirect without a location"))?;
-                url = url.join(location).map_err(|_| refuse(at, "bad redirect location"))?;
+                url = url
+                    .join(location)
+                    .map_err(|_| refuse(at, "bad redirect location"))?;
                 continue;
             }
             if !response.status().is_success() {
-                return Err(refuse(at, format!("the server answered {}", response.status().as_u16())));
+                return Err(refuse(
+                    at,
+                    format!("the server answered {}", response.status().as_u16()),
+                ));
             }
             let media_type = response
                 .headers()
@@ -113,7 +129,10 @@ impl MediaFetcher {
                 .map(|v| v.trim().to_ascii_lowercase())
                 .unwrap_or_default();
             if !kind.accepts(&media_type) {
-                return Err(refuse(at, format!("content type {media_type:?} is not allowed")));
+                return Err(refuse(
+                    at,
+                    format!("content type {media_type:?} is not allowed"),
+                ));
             }
             let limit = kind.max_bytes();
             let mut data = Vec::new();
@@ -121,7 +140,10 @@ impl MediaFetcher {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|_| refuse(at, "the download failed"))?;
                 if data.len() + chunk.len() > limit {
-                    return Err(refuse(at, format!("larger than {} MiB", limit / (1024 * 1024))));
+                    return Err(refuse(
+                        at,
+                        format!("larger than {} MiB", limit / (1024 * 1024)),
+                    ));
                 }
                 data.extend_from_slice(&chunk);
             }
@@ -138,7 +160,11 @@ impl MediaFetcher {
 impl MediaFetcher {
     /// Download every URL source of a request concurrently and inline them (spec 7). With
     /// fetching disabled the sources stay, and conversion answers the 400.
-    pub async fn inline_all(&self, enabled: bool, request: &mut serde_json::Value) -> Result<(), ApiError> {
+    pub async fn inline_all(
+        &self,
+        enabled: bool,
+        request: &mut serde_json::Value,
+    ) -> Result<(), ApiError> {
         let sources = crate::convert::url_sources(request);
         if sources.is_empty() || !enabled {
             return Ok(());
@@ -155,7 +181,19 @@ mod tests {
 
     #[test]
     fn forbidden_addresses() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
@@ -182,10 +220,23 @@ mod tests {
     #[tokio::test]
     async fn refuses_loopback_and_plain_http() {
         let fetcher = MediaFetcher::default();
-        let err = fetcher.fetch(&source("http://127.0.0.1:1/x.png")).await.unwrap_err();
-        assert!(err.message.contains("http URLs are not allowed"), "{}", err.message);
-        let fetcher = MediaFetcher { allow_http: true, allow_private: false };
-        let err = fetcher.fetch(&source("http://127.0.0.1:1/x.png")).await.unwrap_err();
+        let err = fetcher
+            .fetch(&source("http://127.0.0.1:1/x.png"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("http URLs are not allowed"),
+            "{}",
+            err.message
+        );
+        let fetcher = MediaFetcher {
+            allow_http: true,
+            allow_private: false,
+        };
+        let err = fetcher
+            .fetch(&source("http://127.0.0.1:1/x.png"))
+            .await
+            .unwrap_err();
         assert!(err.message.contains("private"), "{}", err.message);
         assert_eq!(err.status.as_u16(), 400);
     }
@@ -194,19 +245,43 @@ mod tests {
     async fn fetches_follows_redirects_and_checks_type_and_size() {
         use axum::routing::get;
         let app = axum::Router::new()
-            .route("/img.png", get(|| async { ([("content-type", "image/png")], vec![1u8, 2, 3]) }))
-            .route("/hop", get(|| async { axum::response::Redirect::temporary("/img.png") }))
-            .route("/page", get(|| async { ([("content-type", "text/html")], "<html>") }))
-            .route("/big", get(|| async { ([("content-type", "image/png")], vec![0u8; 21 * 1024 * 1024]) }));
+            .route(
+                "/img.png",
+                get(|| async { ([("content-type", "image/png")], vec![1u8, 2, 3]) }),
+            )
+            .route(
+                "/hop",
+                get(|| async { axum::response::Redirect::temporary("/img.png") }),
+            )
+            .route(
+                "/page",
+                get(|| async { ([("content-type", "text/html")], "<html>") }),
+            )
+            .route(
+                "/big",
+                get(|| async { ([("content-type", "image/png")], vec![0u8; 21 * 1024 * 1024]) }),
+            );
         let addr = serve(app).await;
-        let fetcher = MediaFetcher { allow_http: true, allow_private: true };
-        let got = fetcher.fetch(&source(&format!("http://{addr}/hop"))).await.unwrap();
+        let fetcher = MediaFetcher {
+            allow_http: true,
+            allow_private: true,
+        };
+        let got = fetcher
+            .fetch(&source(&format!("http://{addr}/hop")))
+            .await
+            .unwrap();
         assert_eq!(got.media_type, "image/png");
         assert_eq!(got.bytes, vec![1, 2, 3]);
         assert_eq!(got.pointer, "/messages/0/content/0/source");
-        let err = fetcher.fetch(&source(&format!("http://{addr}/page"))).await.unwrap_err();
+        let err = fetcher
+            .fetch(&source(&format!("http://{addr}/page")))
+            .await
+            .unwrap_err();
         assert!(err.message.contains("text/html"));
-        let err = fetcher.fetch(&source(&format!("http://{addr}/big"))).await.unwrap_err();
+        let err = fetcher
+            .fetch(&source(&format!("http://{addr}/big")))
+            .await
+            .unwrap_err();
         assert!(err.message.contains("larger than 20 MiB"));
     }
 }

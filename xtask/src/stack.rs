@@ -128,7 +128,7 @@ impl Supervisor {
         };
         let text = std::fs::read_to_string(&managed.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        let start = lines.len().saturating_sub(40);
+        let start = lines.len().saturating_sub(60);
         format!(
             "--- last lines of {} ---\n{}",
             managed.log.display(),

@@ -7,9 +7,6 @@ use anyhow::Result;
 
 use crate::{cmd, tools};
 
-/// Binaries the end-to-end tests spawn; built once here so parallel tests never race to build.
-const SPAWNED_BINARIES: &[&str] = &["translator-svc", "fake-bedrock"];
-
 fn has_nextest(root: &Path) -> bool {
     cmd::output(cmd::cargo(root).args(["nextest", "--version"])).is_ok()
 }
@@ -17,7 +14,9 @@ fn has_nextest(root: &Path) -> bool {
 pub fn run(root: &Path, passthrough: &[String]) -> Result<()> {
     let tools = tools::ensure_test_tools(root)?;
     let wasm = tools::build_filter(root)?;
-    let bin_dir = tools::build_binaries(root, SPAWNED_BINARIES, false)?;
+    // `cargo test --workspace` (and nextest) builds every workspace binary before running any
+    // test, with the same features as the tests: the end-to-end tests spawn those, fresh.
+    let bin_dir = tools::target_dir(root)?.join("debug");
 
     let mut command = cmd::cargo(root);
     if has_nextest(root) {

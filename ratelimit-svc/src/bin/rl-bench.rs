@@ -253,17 +253,17 @@ fn print_table(runs: &mut [Run]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A throwaway redis-server on a free loopback port, killed by pid on drop.
-struct RedisChild(Child);
+/// A child process (redis-server, ratelimit-svc) killed by pid on drop.
+struct ChildGuard(Child);
 
-impl Drop for RedisChild {
+impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-fn start_redis() -> anyhow::Result<(RedisChild, String)> {
+fn start_redis() -> anyhow::Result<(ChildGuard, String)> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child =
         Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
@@ -273,7 +273,7 @@ fn start_redis() -> anyhow::Result<(RedisChild, String)> {
             .stderr(Stdio::null())
             .spawn()
             .context("starting redis-server (install it or pass --redis-url)")?;
-    let child = RedisChild(child);
+    let child = ChildGuard(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
@@ -311,20 +311,63 @@ async fn main() -> anyhow::Result<()> {
     let redis = Target::Store(checker(Arc::new(RedisStore::new(&url, timeout)?)));
     runs.extend(measure("store: redis", &redis, &options).await?);
 
-    let mut config = Config::from_lookup(|_| None)?;
-    config.listen = "127.0.0.1:0".parse()?;
-    config.http_listen = "127.0.0.1:0".parse()?;
-    config.redis_url = Some(url.clone());
-    config.redis_timeout = timeout;
-    let running = server::start(&config, Arc::new(SystemClock)).await?;
+    // The service as a separate process when its binary sits next to this one (as in
+    // production: its own runtime and threads), else in-process.
+    let sibling = std::env::current_exe()?.with_file_name("ratelimit-svc");
+    let (grpc_addr, _service, running, name) = if sibling.is_file() {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(&sibling)
+            .env("RATELIMIT_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RATELIMIT_HTTP_LISTEN", "127.0.0.1:0")
+            .env("REDIS_URL", &url)
+            .env("RATELIMIT_REDIS_TIMEOUT_MS", "500")
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting ratelimit-svc")?;
+        let child = ChildGuard(child);
+        wait_listening(port)?;
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        (
+            addr,
+            Some(child),
+            None,
+            "gRPC -> ratelimit-svc process -> redis",
+        )
+    } else {
+        let mut config = Config::from_lookup(|_| None)?;
+        config.listen = "127.0.0.1:0".parse()?;
+        config.http_listen = "127.0.0.1:0".parse()?;
+        config.redis_url = Some(url.clone());
+        config.redis_timeout = timeout;
+        let running = server::start(&config, Arc::new(SystemClock)).await?;
+        (
+            running.grpc_addr,
+            None,
+            Some(running),
+            "gRPC -> in-process service -> redis",
+        )
+    };
     // Two HTTP/2 connections, like an Envoy with two workers.
     let mut clients = Vec::new();
     for _ in 0..2 {
-        clients
-            .push(RateLimitServiceClient::connect(format!("http://{}", running.grpc_addr)).await?);
+        clients.push(RateLimitServiceClient::connect(format!("http://{grpc_addr}")).await?);
     }
-    runs.extend(measure("gRPC -> redis", &Target::Grpc(clients), &options).await?);
-    running.shutdown().await?;
+    runs.extend(measure(name, &Target::Grpc(clients), &options).await?);
+    if let Some(running) = running {
+        running.shutdown().await?;
+    }
     print_table(&mut runs)?;
+    Ok(())
+}
+
+fn wait_listening(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(())
 }

@@ -82,8 +82,10 @@ end
 for key, after in pairs(state) do
   if after ~= initial[key] then
     if after > 0 then
-      redis.call('SET', key, ARGV[1] .. ' ' .. string.format('%.17g', after),
-        'PX', math.ceil(after) + 1000)
+      -- Expire once drained (plus a second of slack); a debt beyond a year is forgiven
+      -- rather than overflowing PX.
+      local ttl = math.min(math.ceil(after) + 1000, 31536000000)
+      redis.call('SET', key, ARGV[1] .. ' ' .. string.format('%.17g', after), 'PX', ttl)
     else
       redis.call('DEL', key)
     end

@@ -109,6 +109,7 @@ impl Stack {
             ("AWS_SECRET_ACCESS_KEY", "fake-secret".to_string()),
             ("CLAUDE_API", options.claude_api.as_str().to_string()),
             ("LOG_FORMAT", "text".to_string()),
+            ("NO_COLOR", "1".to_string()),
             (
                 "RUST_LOG",
                 std::env::var("E2E_TRANSLATOR_LOG").unwrap_or_else(|_| "info".to_string()),

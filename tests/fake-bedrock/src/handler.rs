@@ -156,7 +156,7 @@ impl Call<'_> {
             .map(|(event_type, payload)| event_frame(event_type, &with_padding(payload)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(stream_response(
-            Schedule::plan(frames, scenario)?.into_body(),
+            Schedule::plan(frames, scenario)?.into_body(Arc::clone(&self.state.active_streams)),
             HeaderMap::new(),
         ))
     }
@@ -175,7 +175,7 @@ impl Call<'_> {
             HeaderValue::from_static("application/json"),
         );
         Ok(stream_response(
-            Schedule::plan(frames, scenario)?.into_body(),
+            Schedule::plan(frames, scenario)?.into_body(Arc::clone(&self.state.active_streams)),
             headers,
         ))
     }

@@ -109,6 +109,13 @@ impl FakeBedrock {
         self.state.set_record_limit(limit);
     }
 
+    /// Streams whose body is still being written; drops to 0 when clients (or the gateway) cancel.
+    pub fn active_streams(&self) -> usize {
+        self.state
+            .active_streams
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Empties the queue and the recorded requests.
     pub fn reset(&self) {
         self.state.reset();

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::builtin::{builtin, find_marker};
 use crate::request::{Operation, RecordedRequest, RequestView};
@@ -36,6 +36,8 @@ pub struct State {
     queue: Mutex<VecDeque<Queued>>,
     requests: Mutex<VecDeque<RecordedRequest>>,
     record_limit: AtomicUsize,
+    /// Streams whose body is still being written (a cancelled client drops its body).
+    pub(crate) active_streams: Arc<AtomicUsize>,
 }
 
 impl Default for State {
@@ -44,6 +46,7 @@ impl Default for State {
             queue: Mutex::default(),
             requests: Mutex::default(),
             record_limit: AtomicUsize::new(DEFAULT_RECORD_LIMIT),
+            active_streams: Arc::default(),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! truncation) into a chunked HTTP body that writes each frame when its time comes.
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -46,15 +48,36 @@ impl Schedule {
     }
 
     /// A streaming body; each frame is written after its delay (frames without delay go out together).
-    pub fn into_body(self) -> Body {
-        let stream = futures::stream::unfold(self.items.into_iter(), |mut items| async move {
-            let (delay, frame) = items.next()?;
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            Some((Ok::<_, Infallible>(frame), items))
-        });
+    /// `active` counts bodies still being written, so tests can see a cancelled call stop.
+    pub fn into_body(self, active: Arc<AtomicUsize>) -> Body {
+        let guard = ActiveStream::new(active);
+        let stream = futures::stream::unfold(
+            (self.items.into_iter(), guard),
+            |(mut items, guard)| async move {
+                let (delay, frame) = items.next()?;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Some((Ok::<_, Infallible>(frame), (items, guard)))
+            },
+        );
         Body::from_stream(stream)
+    }
+}
+
+/// Increments a counter while alive; the body drops it when finished or when the client goes away.
+struct ActiveStream(Arc<AtomicUsize>);
+
+impl ActiveStream {
+    fn new(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

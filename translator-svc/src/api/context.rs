@@ -39,12 +39,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<Ctx>().cloned().unwrap_or_else(|| Ctx {
-            request_id: ids::request_id(),
-            trusted: false,
-            key_id: None,
-            tier: None,
-        }))
+        Ok(parts
+            .extensions
+            .get::<Ctx>()
+            .cloned()
+            .unwrap_or_else(|| Ctx {
+                request_id: ids::request_id(),
+                trusted: false,
+                key_id: None,
+                tier: None,
+            }))
     }
 }
 
@@ -65,12 +69,17 @@ impl IntoResponse for Failure {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let retry = if self.error.error_type.retryable() { "true" } else { "false" };
+        let retry = if self.error.error_type.retryable() {
+            "true"
+        } else {
+            "false"
+        };
         headers.insert("x-should-retry", HeaderValue::from_static(retry));
         if let Some(secs) = self.error.retry_after_secs {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        metrics::counter!("translator_errors_total", "type" => self.error.metric_label()).increment(1);
+        metrics::counter!("translator_errors_total", "type" => self.error.metric_label())
+            .increment(1);
         response
     }
 }
@@ -89,7 +98,11 @@ fn secret_matches(headers: &HeaderMap, secret: &str) -> bool {
 }
 
 /// Outermost layer: decide the request id, build the `Ctx`, and stamp `request-id` on the response.
-pub async fn request_id(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+pub async fn request_id(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let headers = request.headers();
     let trusted = secret_matches(headers, &state.config.internal_secret);
     let gateway_id = header(headers, "x-gw-request-id").filter(|id| ids::has_shape(id, "req_"));
@@ -99,8 +112,12 @@ pub async fn request_id(State(state): State<Arc<AppState>>, mut request: Request
             _ => ids::request_id(),
         },
         trusted,
-        key_id: trusted.then(|| header(headers, "x-gw-key-id").map(str::to_string)).flatten(),
-        tier: trusted.then(|| header(headers, "x-gw-tier").map(str::to_string)).flatten(),
+        key_id: trusted
+            .then(|| header(headers, "x-gw-key-id").map(str::to_string))
+            .flatten(),
+        tier: trusted
+            .then(|| header(headers, "x-gw-tier").map(str::to_string))
+            .flatten(),
     };
     let request_id = ctx.request_id.clone();
     // The secret has done its job; nothing downstream needs it.
@@ -147,10 +164,15 @@ pub async fn read_json_body(
             limit / (1024 * 1024)
         )))
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ctx.fail(ApiError::invalid_request(format!("request body is not valid JSON: {e}"))))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ctx.fail(ApiError::invalid_request(format!(
+            "request body is not valid JSON: {e}"
+        )))
+    })?;
     if !value.is_object() {
-        return Err(ctx.fail(ApiError::invalid_request("request body must be a JSON object")));
+        return Err(ctx.fail(ApiError::invalid_request(
+            "request body must be a JSON object",
+        )));
     }
     Ok(value)
 }

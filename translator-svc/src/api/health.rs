@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, RwLock};
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 use super::AppState;

@@ -27,12 +27,21 @@ fn call_context(ctx: &Ctx, headers: &HeaderMap) -> CallContext {
     }
 }
 
-pub async fn create(State(state): State<Arc<AppState>>, ctx: Ctx, headers: HeaderMap, body: Body) -> Response {
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let request = match read_json_body(&ctx, body, state.config.max_body_bytes).await {
         Ok(request) => request,
         Err(failure) => return failure.into_response(),
     };
-    match state.relay.messages(call_context(&ctx, &headers), request).await {
+    match state
+        .relay
+        .messages(call_context(&ctx, &headers), request)
+        .await
+    {
         Ok(Outcome::Message(message)) => Json(message).into_response(),
         Ok(Outcome::Stream(stream)) => sse::response(stream),
         Err(error) => ctx.fail(error).into_response(),
@@ -49,13 +58,18 @@ pub async fn count_tokens(
         Ok(request) => request,
         Err(failure) => return failure.into_response(),
     };
-    match state.relay.count_tokens(call_context(&ctx, &headers), request).await {
+    match state
+        .relay
+        .count_tokens(call_context(&ctx, &headers), request)
+        .await
+    {
         Ok(count) => {
             let mut response = Json(json!({"input_tokens": count.input_tokens})).into_response();
             if count.estimated {
-                response
-                    .headers_mut()
-                    .insert("x-gateway-token-estimate", http::HeaderValue::from_static("true"));
+                response.headers_mut().insert(
+                    "x-gateway-token-estimate",
+                    http::HeaderValue::from_static("true"),
+                );
             }
             response
         }

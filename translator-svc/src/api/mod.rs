@@ -34,8 +34,14 @@ pub struct AppState {
 /// Every HTTP route and layer, in order. gRPC services are merged in by `serve`.
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
-        .route("/v1/messages", post(messages::create).fallback(context::method_not_allowed))
-        .route("/v1/messages/", post(messages::create).fallback(context::method_not_allowed))
+        .route(
+            "/v1/messages",
+            post(messages::create).fallback(context::method_not_allowed),
+        )
+        .route(
+            "/v1/messages/",
+            post(messages::create).fallback(context::method_not_allowed),
+        )
         .route(
             "/v1/messages/count_tokens",
             post(messages::count_tokens).fallback(context::method_not_allowed),
@@ -44,9 +50,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/messages/count_tokens/",
             post(messages::count_tokens).fallback(context::method_not_allowed),
         )
-        .route("/v1/models", get(models::list).fallback(context::method_not_allowed))
-        .route("/v1/models/", get(models::list).fallback(context::method_not_allowed))
-        .route("/v1/models/{*model_id}", get(models::show).fallback(context::method_not_allowed))
+        .route(
+            "/v1/models",
+            get(models::list).fallback(context::method_not_allowed),
+        )
+        .route(
+            "/v1/models/",
+            get(models::list).fallback(context::method_not_allowed),
+        )
+        .route(
+            "/v1/models/{*model_id}",
+            get(models::show).fallback(context::method_not_allowed),
+        )
         .route(
             "/api/event_logging/batch",
             post(health::discard).fallback(context::method_not_allowed),
@@ -58,11 +73,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
 
     Router::new()
-        .route("/health", get(health::health).fallback(context::method_not_allowed))
-        .route("/ready", get(health::ready).fallback(context::method_not_allowed))
+        .route(
+            "/health",
+            get(health::health).fallback(context::method_not_allowed),
+        )
+        .route(
+            "/ready",
+            get(health::ready).fallback(context::method_not_allowed),
+        )
         .route("/", any(health::hello))
         .route("/api/hello", any(health::hello))
-        .route("/metrics", get(health::metrics).fallback(context::method_not_allowed))
+        .route(
+            "/metrics",
+            get(health::metrics).fallback(context::method_not_allowed),
+        )
         .merge(v1)
         .fallback(context::not_found)
         // Bodies are read with our own limit so an oversize body gets the Anthropic 413.

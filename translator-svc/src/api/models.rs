@@ -28,7 +28,11 @@ pub async fn list(
     }
 }
 
-pub async fn show(State(state): State<Arc<AppState>>, ctx: Ctx, Path(model_id): Path<String>) -> Response {
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    Path(model_id): Path<String>,
+) -> Response {
     match state.relay.model_object(&model_id) {
         Some(object) => Json(object).into_response(),
         None => ctx
@@ -53,23 +57,38 @@ fn page(mut entries: Vec<Value>, params: &HashMap<String, String>) -> Result<Val
         None => 20,
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => n,
-            _ => return Err(ApiError::invalid_at("limit", "must be an integer between 1 and 1000")),
+            _ => {
+                return Err(ApiError::invalid_at(
+                    "limit",
+                    "must be an integer between 1 and 1000",
+                ));
+            }
         },
     };
     entries.sort_by(|a, b| {
-        let key = |v: &Value| (v["created_at"].as_str().unwrap_or("").to_string(), v["id"].as_str().unwrap_or("").to_string());
+        let key = |v: &Value| {
+            (
+                v["created_at"].as_str().unwrap_or("").to_string(),
+                v["id"].as_str().unwrap_or("").to_string(),
+            )
+        };
         let (ca, ia) = key(a);
         let (cb, ib) = key(b);
         cb.cmp(&ca).then(ia.cmp(&ib))
     });
     let position = |id: &str| entries.iter().position(|e| e["id"] == id);
     let (start, end, has_more) = if let Some(before) = params.get("before_id") {
-        let end = position(before).ok_or_else(|| ApiError::invalid_at("before_id", "unknown model id"))?;
+        let end = position(before)
+            .ok_or_else(|| ApiError::invalid_at("before_id", "unknown model id"))?;
         let start = end.saturating_sub(limit);
         (start, end, start > 0)
     } else {
         let start = match params.get("after_id") {
-            Some(after) => position(after).ok_or_else(|| ApiError::invalid_at("after_id", "unknown model id"))? + 1,
+            Some(after) => {
+                position(after)
+                    .ok_or_else(|| ApiError::invalid_at("after_id", "unknown model id"))?
+                    + 1
+            }
             None => 0,
         };
         let end = (start + limit).min(entries.len());
@@ -87,12 +106,21 @@ mod tests {
 
     fn entries() -> Vec<Value> {
         (1..=5)
-            .map(|i| model_object(&format!("m{i}"), "M", Some(&format!("2025-0{i}-01T00:00:00Z"))))
+            .map(|i| {
+                model_object(
+                    &format!("m{i}"),
+                    "M",
+                    Some(&format!("2025-0{i}-01T00:00:00Z")),
+                )
+            })
             .collect()
     }
 
     fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -116,6 +144,12 @@ mod tests {
     fn empty_page_has_null_ids_and_bad_limit_is_400() {
         let p = page(vec![], &params(&[])).unwrap();
         assert_eq!(p["first_id"], Value::Null);
-        assert_eq!(page(entries(), &params(&[("limit", "0")])).unwrap_err().status.as_u16(), 400);
+        assert_eq!(
+            page(entries(), &params(&[("limit", "0")]))
+                .unwrap_err()
+                .status
+                .as_u16(),
+            400
+        );
     }
 }

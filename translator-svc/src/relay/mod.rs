@@ -13,10 +13,12 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::beta::BetaPolicy;
 use crate::bedrock::{Bedrock, BedrockError, ConverseCall, InvokeCall};
+use crate::beta::BetaPolicy;
 use crate::config::Config;
-use crate::convert::response::{ResponseOptions, from_invoke_response, to_messages_response, usage_of};
+use crate::convert::response::{
+    ResponseOptions, from_invoke_response, to_messages_response, usage_of,
+};
 use crate::convert::{
     CountTokensPlan, RequestOptions, ServerToolsPolicy, estimate_input_tokens, to_converse_request,
     to_count_tokens_input, to_invoke_body,
@@ -78,7 +80,13 @@ struct Plan {
 }
 
 impl Plan {
-    fn usage_record(&self, api: &'static str, usage: crate::convert::response::TokenUsage, outcome: UsageOutcome, ttft: Option<Duration>) -> UsageRecord {
+    fn usage_record(
+        &self,
+        api: &'static str,
+        usage: crate::convert::response::TokenUsage,
+        outcome: UsageOutcome,
+        ttft: Option<Duration>,
+    ) -> UsageRecord {
         UsageRecord {
             request_id: self.call.request_id.clone(),
             key_id: self.call.key_id.clone(),
@@ -123,7 +131,12 @@ impl Relay {
         &self.models
     }
 
-    fn options<'a>(&'a self, route: &'a Route, call: &'a CallContext, tier: &Option<String>) -> RequestOptions<'a> {
+    fn options<'a>(
+        &'a self,
+        route: &'a Route,
+        call: &'a CallContext,
+        tier: &Option<String>,
+    ) -> RequestOptions<'a> {
         RequestOptions {
             route,
             client_betas: &call.client_betas,
@@ -158,7 +171,11 @@ impl Relay {
         let stop_sequences = request
             .get("stop_sequences")
             .and_then(Value::as_array)
-            .map(|seqs| seqs.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|seqs| {
+                seqs.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         let response = ResponseOptions {
             requested_model: requested.to_string(),
@@ -168,7 +185,10 @@ impl Relay {
             is_claude: route.entry.family == Family::Claude,
         };
         Ok(Plan {
-            stream: request.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            stream: request
+                .get("stream")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             call,
             route,
             tier,
@@ -182,14 +202,23 @@ impl Relay {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
                 metrics::counter!("translator_overloaded_total").increment(1);
-                Err(ApiError::overloaded("the gateway is at its concurrency limit, retry shortly").with_retry_after(1))
+                Err(
+                    ApiError::overloaded("the gateway is at its concurrency limit, retry shortly")
+                        .with_retry_after(1),
+                )
             }
         }
     }
 
-    pub async fn messages(&self, call: CallContext, mut request: Value) -> Result<Outcome, ApiError> {
+    pub async fn messages(
+        &self,
+        call: CallContext,
+        mut request: Value,
+    ) -> Result<Outcome, ApiError> {
         let plan = self.plan(call, &request)?;
-        self.media.inline_all(self.config.media_fetch_enabled, &mut request).await?;
+        self.media
+            .inline_all(self.config.media_fetch_enabled, &mut request)
+            .await?;
         let opts = self.options(&plan.route, &plan.call, &plan.tier);
         let permit = self.acquire().await?;
         metrics::counter!("translator_requests_total",
@@ -200,8 +229,9 @@ impl Relay {
         match plan.route.entry.backend {
             Backend::Invoke => {
                 let invoke = to_invoke_body(&request, &opts)?;
-                let body = serde_json::to_vec(&invoke.body)
-                    .map_err(|e| ApiError::api(format!("could not encode the upstream request: {e}")))?;
+                let body = serde_json::to_vec(&invoke.body).map_err(|e| {
+                    ApiError::api(format!("could not encode the upstream request: {e}"))
+                })?;
                 if body.len() > MAX_UPSTREAM_BODY_BYTES {
                     return Err(ApiError::too_large(format!(
                         "request is {} bytes once translated; Bedrock accepts at most {MAX_UPSTREAM_BODY_BYTES}",
@@ -215,28 +245,51 @@ impl Relay {
                 };
                 if plan.stream {
                     let upstream = self
-                        .with_tier_fallback(&plan, call, |b, c| b.invoke_stream(c), |c| InvokeCall { service_tier: None, ..c })
+                        .with_tier_fallback(
+                            &plan,
+                            call,
+                            |b, c| b.invoke_stream(c),
+                            |c| InvokeCall {
+                                service_tier: None,
+                                ..c
+                            },
+                        )
                         .await;
                     let upstream = self.settle(&plan, "invoke", upstream)?;
                     let machine = stream::Machine::invoke(plan.response.clone());
                     stream::start(self, plan, machine, upstream, permit).await
                 } else {
                     let result = self
-                        .with_tier_fallback(&plan, call, |b, c| b.invoke(c), |c| InvokeCall { service_tier: None, ..c })
+                        .with_tier_fallback(
+                            &plan,
+                            call,
+                            |b, c| b.invoke(c),
+                            |c| InvokeCall {
+                                service_tier: None,
+                                ..c
+                            },
+                        )
                         .await;
                     let output = self.settle(&plan, "invoke", result)?;
-                    let body: Value = serde_json::from_slice(&output.body)
-                        .map_err(|_| ApiError::api("Bedrock returned a response that is not JSON"))?;
+                    let body: Value = serde_json::from_slice(&output.body).map_err(|_| {
+                        ApiError::api("Bedrock returned a response that is not JSON")
+                    })?;
                     let message = from_invoke_response(body, &plan.response)?;
-                    self.usage.record(plan.usage_record("invoke", usage_of(&message), UsageOutcome::Ok, None));
+                    self.usage.record(plan.usage_record(
+                        "invoke",
+                        usage_of(&message),
+                        UsageOutcome::Ok,
+                        None,
+                    ));
                     drop(permit);
                     Ok(Outcome::Message(message))
                 }
             }
             Backend::Converse => {
                 let converse = to_converse_request(&request, &opts)?;
-                let body = serde_json::to_value(&converse)
-                    .map_err(|e| ApiError::api(format!("could not encode the upstream request: {e}")))?;
+                let body = serde_json::to_value(&converse).map_err(|e| {
+                    ApiError::api(format!("could not encode the upstream request: {e}"))
+                })?;
                 let call = ConverseCall {
                     model_id: plan.route.resolved_id.clone(),
                     request: body,
@@ -247,24 +300,37 @@ impl Relay {
                     if let Some(obj) = request.as_object_mut() {
                         obj.remove("serviceTier");
                     }
-                    ConverseCall { service_tier: None, request, ..c }
+                    ConverseCall {
+                        service_tier: None,
+                        request,
+                        ..c
+                    }
                 };
                 if plan.stream {
                     let upstream = self
                         .with_tier_fallback(&plan, call, |b, c| b.converse_stream(c), without_tier)
                         .await;
                     let upstream = self.settle(&plan, "converse", upstream)?;
-                    let machine = stream::Machine::converse(plan.response.clone(), self.config.metadata_wait);
+                    let machine =
+                        stream::Machine::converse(plan.response.clone(), self.config.metadata_wait);
                     stream::start(self, plan, machine, upstream, permit).await
                 } else {
                     let result = self
                         .with_tier_fallback(&plan, call, |b, c| b.converse(c), without_tier)
                         .await;
                     let output = self.settle(&plan, "converse", result)?;
-                    let response = serde_json::from_value(output)
-                        .map_err(|e| ApiError::api(format!("Bedrock returned an unexpected Converse response: {e}")))?;
+                    let response = serde_json::from_value(output).map_err(|e| {
+                        ApiError::api(format!(
+                            "Bedrock returned an unexpected Converse response: {e}"
+                        ))
+                    })?;
                     let message = to_messages_response(response, &plan.response);
-                    self.usage.record(plan.usage_record("converse", usage_of(&message), UsageOutcome::Ok, None));
+                    self.usage.record(plan.usage_record(
+                        "converse",
+                        usage_of(&message),
+                        UsageOutcome::Ok,
+                        None,
+                    ));
                     drop(permit);
                     Ok(Outcome::Message(message))
                 }
@@ -272,7 +338,12 @@ impl Relay {
         }
     }
 
-    fn settle<T>(&self, plan: &Plan, api: &'static str, result: Result<T, BedrockError>) -> Result<T, ApiError> {
+    fn settle<T>(
+        &self,
+        plan: &Plan,
+        api: &'static str,
+        result: Result<T, BedrockError>,
+    ) -> Result<T, ApiError> {
         result.map_err(|e| self.fail(plan, api, e))
     }
 
@@ -282,7 +353,12 @@ impl Relay {
         // Upstream internals (AWS request id, raw message) go to the log, never to the client.
         tracing::warn!(request_id = %plan.call.request_id, kind = ?e.kind, aws_request_id = ?e.aws_request_id, message = %e.message, "bedrock call failed");
         metrics::counter!("translator_bedrock_errors_total", "exception" => format!("{:?}", e.kind)).increment(1);
-        self.usage.record(plan.usage_record(api, Default::default(), UsageOutcome::Error(error.metric_label()), None));
+        self.usage.record(plan.usage_record(
+            api,
+            Default::default(),
+            UsageOutcome::Error(error.metric_label()),
+            None,
+        ));
         error
     }
 
@@ -309,19 +385,36 @@ impl Relay {
         }
     }
 
-    pub async fn count_tokens(&self, call: CallContext, mut request: Value) -> Result<TokenCount, ApiError> {
+    pub async fn count_tokens(
+        &self,
+        call: CallContext,
+        mut request: Value,
+    ) -> Result<TokenCount, ApiError> {
         let plan = self.plan(call, &request)?;
-        self.media.inline_all(self.config.media_fetch_enabled, &mut request).await?;
+        self.media
+            .inline_all(self.config.media_fetch_enabled, &mut request)
+            .await?;
         let opts = self.options(&plan.route, &plan.call, &plan.tier);
         match to_count_tokens_input(&request, &opts)? {
-            CountTokensPlan::Bedrock { model_id, input } => match self.bedrock.count_tokens(model_id, input).await {
-                Ok(n) => Ok(TokenCount { input_tokens: n, estimated: false }),
-                Err(e) => {
-                    tracing::info!(request_id = %plan.call.request_id, kind = ?e.kind, "CountTokens failed; answering with an estimate");
-                    Ok(TokenCount { input_tokens: estimate_input_tokens(&request), estimated: true })
+            CountTokensPlan::Bedrock { model_id, input } => {
+                match self.bedrock.count_tokens(model_id, input).await {
+                    Ok(n) => Ok(TokenCount {
+                        input_tokens: n,
+                        estimated: false,
+                    }),
+                    Err(e) => {
+                        tracing::info!(request_id = %plan.call.request_id, kind = ?e.kind, "CountTokens failed; answering with an estimate");
+                        Ok(TokenCount {
+                            input_tokens: estimate_input_tokens(&request),
+                            estimated: true,
+                        })
+                    }
                 }
-            },
-            CountTokensPlan::Estimate { input_tokens } => Ok(TokenCount { input_tokens, estimated: true }),
+            }
+            CountTokensPlan::Estimate { input_tokens } => Ok(TokenCount {
+                input_tokens,
+                estimated: true,
+            }),
         }
     }
 

@@ -87,11 +87,16 @@ struct Meter {
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        let outcome = self.outcome.take().unwrap_or(UsageOutcome::ClientDisconnected);
+        let outcome = self
+            .outcome
+            .take()
+            .unwrap_or(UsageOutcome::ClientDisconnected);
         if outcome == UsageOutcome::ClientDisconnected {
             metrics::counter!("translator_client_disconnects_total").increment(1);
         }
-        let record = self.plan.usage_record(self.api, self.usage, outcome, self.first_token);
+        let record = self
+            .plan
+            .usage_record(self.api, self.usage, outcome, self.first_token);
         self.sink.record(record);
     }
 }

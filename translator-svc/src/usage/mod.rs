@@ -51,10 +51,13 @@ pub struct LogSink;
 impl UsageSink for LogSink {
     fn record(&self, r: UsageRecord) {
         let model = r.requested_model.clone();
-        metrics::counter!("translator_tokens_total", "model" => model.clone(), "kind" => "input").increment(r.usage.input_tokens);
-        metrics::counter!("translator_tokens_total", "model" => model.clone(), "kind" => "output").increment(r.usage.output_tokens);
+        metrics::counter!("translator_tokens_total", "model" => model.clone(), "kind" => "input")
+            .increment(r.usage.input_tokens);
+        metrics::counter!("translator_tokens_total", "model" => model.clone(), "kind" => "output")
+            .increment(r.usage.output_tokens);
         metrics::counter!("translator_tokens_total", "model" => model.clone(), "kind" => "cache_read").increment(r.usage.cache_read_input_tokens);
-        metrics::counter!("translator_tokens_total", "model" => model, "kind" => "cache_write").increment(r.usage.cache_creation_input_tokens);
+        metrics::counter!("translator_tokens_total", "model" => model, "kind" => "cache_write")
+            .increment(r.usage.cache_creation_input_tokens);
         tracing::info!(
             request_id = %r.request_id,
             key_id = r.key_id.as_deref().unwrap_or("-"),

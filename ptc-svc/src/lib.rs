@@ -1,0 +1,7 @@
+//! ptc-svc: Programmatic Tool Calling sandboxes. One hardened container per session driven
+//! through bollard, the line-framed runner protocol, the session table with its timeouts, and
+//! the `gateway.ptc.v1` gRPC service. Never talks to Bedrock.
+
+pub mod config;
+pub mod runner;
+pub mod sandbox;

@@ -1,0 +1,240 @@
+//! [`Sandbox`] on a Docker-API engine (Docker, Podman's compatible socket) through bollard.
+//! `DOCKER_HOST` selects the engine as usual; the API version is negotiated, so older engines work.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
+    RemoveContainerOptions,
+};
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::{
+    ContainerSpec, EngineHealth, ExitReason, LABEL_EXPIRES, LABEL_REPLICA, OutputChunk, Sandbox,
+    SandboxError, Started, spec,
+};
+use crate::config::SandboxConfig;
+
+pub struct DockerSandbox {
+    docker: Docker,
+    config: SandboxConfig,
+}
+
+impl DockerSandbox {
+    /// Connects with bollard's defaults (`DOCKER_HOST`, else the local socket) and negotiates the
+    /// API version. Fails when the engine cannot be reached.
+    pub async fn connect(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(Self { docker, config })
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Pulls the image when it is missing (PTC_PULL_POLICY=if_missing, at start only).
+    pub async fn pull_if_missing(&self) -> Result<(), SandboxError> {
+        if self.image_present().await? {
+            return Ok(());
+        }
+        let options = CreateImageOptions {
+            from_image: Some(self.config.image.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_image(Some(options), None, None)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(engine)?;
+        Ok(())
+    }
+
+    async fn image_present(&self) -> Result<bool, SandboxError> {
+        match self.docker.inspect_image(&self.config.image).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(error) => Err(engine(error)),
+        }
+    }
+
+    async fn list(&self, label: String) -> Result<Vec<(String, HashMap<String, String>)>, SandboxError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_owned(), vec![label])])),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine)?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| Some((c.id?, c.labels.unwrap_or_default())))
+            .collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl Sandbox for DockerSandbox {
+    async fn start(&self, container: &ContainerSpec) -> Result<Started, SandboxError> {
+        let body = spec::container_body(&self.config, container);
+        let options = CreateContainerOptions {
+            name: Some(container.name()),
+            ..Default::default()
+        };
+        let created = match self.docker.create_container(Some(options), body).await {
+            Ok(created) => created,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Err(SandboxError::ImageMissing(self.config.image.clone())),
+            Err(error) => return Err(engine(error)),
+        };
+        let id = created.id;
+        // Attach before start (as `docker run` does): the ready message cannot be missed, and no
+        // log driver is needed to replay it.
+        let attach = AttachContainerOptions {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            stream: true,
+            logs: false,
+            ..Default::default()
+        };
+        let attached = match self.docker.attach_container(&id, Some(attach)).await {
+            Ok(attached) => attached,
+            Err(error) => {
+                let _ = self.remove(&id).await;
+                return Err(engine(error));
+            }
+        };
+        if let Err(error) = self.docker.start_container(&id, None).await {
+            let _ = self.remove(&id).await;
+            return Err(engine(error));
+        }
+        // bollard splits Docker's multiplexed frames (8-byte header: stream, length) into
+        // per-stream payloads; lines are reassembled per stream in runner::framing.
+        let output = attached.output.filter_map(|item| async move {
+            match item {
+                Ok(LogOutput::StdOut { message }) => Some(Ok(OutputChunk::Stdout(message))),
+                Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk::Stderr(message))),
+                Ok(LogOutput::StdIn { .. } | LogOutput::Console { .. }) => None,
+                Err(error) => Some(Err(std::io::Error::other(error))),
+            }
+        });
+        Ok(Started {
+            engine_id: id,
+            stdin: attached.input,
+            output: Box::pin(output),
+        })
+    }
+
+    async fn exit_reason(&self, engine_id: &str) -> ExitReason {
+        // The output can end a moment before the engine records the exit; ask a few times.
+        for _ in 0..20 {
+            match self.docker.inspect_container(engine_id, None).await {
+                Ok(inspect) => {
+                    let state = inspect.state.unwrap_or_default();
+                    if state.oom_killed == Some(true) {
+                        return ExitReason::OutOfMemory;
+                    }
+                    if state.running != Some(true) {
+                        return ExitReason::Exited(state.exit_code.unwrap_or(-1));
+                    }
+                }
+                Err(error) => return ExitReason::Unknown(error.to_string()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        ExitReason::Unknown("the container still runs after its output ended".to_owned())
+    }
+
+    async fn remove(&self, engine_id: &str) -> Result<(), SandboxError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(engine_id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(error) => Err(engine(error)),
+        }
+    }
+
+    async fn sweep(&self, replica_id: &str, now_unix: i64) -> Result<usize, SandboxError> {
+        let mut doomed: Vec<String> = self
+            .list(format!("{LABEL_REPLICA}={replica_id}"))
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for (id, labels) in self.list(LABEL_EXPIRES.to_owned()).await? {
+            let expired = labels
+                .get(LABEL_EXPIRES)
+                .and_then(|value| value.parse::<i64>().ok())
+                .is_some_and(|expires| expires < now_unix);
+            if expired && !doomed.contains(&id) {
+                doomed.push(id);
+            }
+        }
+        for id in &doomed {
+            self.remove(id).await?;
+        }
+        Ok(doomed.len())
+    }
+
+    async fn health(&self) -> EngineHealth {
+        let version = match self.docker.version().await {
+            Ok(version) => version.version.unwrap_or_default(),
+            Err(error) => {
+                return EngineHealth {
+                    reachable: false,
+                    error: unreachable(error).to_string(),
+                    ..Default::default()
+                };
+            }
+        };
+        match self.image_present().await {
+            Ok(present) => EngineHealth {
+                reachable: true,
+                version,
+                image_present: present,
+                error: if present {
+                    String::new()
+                } else {
+                    SandboxError::ImageMissing(self.config.image.clone()).to_string()
+                },
+            },
+            Err(error) => EngineHealth {
+                reachable: true,
+                version,
+                image_present: false,
+                error: error.to_string(),
+            },
+        }
+    }
+}
+
+fn unreachable(error: BollardError) -> SandboxError {
+    SandboxError::Unreachable(error.to_string())
+}
+
+fn engine(error: BollardError) -> SandboxError {
+    match error {
+        BollardError::HyperResponseError { .. }
+        | BollardError::IOError { .. }
+        | BollardError::RequestTimeoutError
+        | BollardError::SocketNotFoundError(_) => SandboxError::Unreachable(error.to_string()),
+        other => SandboxError::Engine(other.to_string()),
+    }
+}

@@ -1,0 +1,161 @@
+//! The Envoy configs of compose and Kubernetes: rendered from `envoy/envoy.yaml.tmpl` with
+//! xtask's renderer (never copied), committed beside the manifests so a user needs no cargo to
+//! deploy, checked for drift and validated with `envoy --mode validate`. BLESS=1 rewrites them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use xtask::envoy_render::{self, EnvoyVars, TEMPLATE};
+
+use super::tools::{self, Tools};
+
+/// Where the wasm sits inside the gateway's Envoy image (envoy/Dockerfile).
+const IMAGE_WASM_PATH: &str = "/etc/envoy/gate_filter.wasm";
+
+/// The internal secret is not baked into the rendered file: Envoy reads it from its own
+/// environment per request (`%ENVIRONMENT()%` works in request_headers_to_add), so the file is a
+/// plain ConfigMap and the secret stays in a Secret / compose's `.env`. An unset variable makes
+/// Envoy send `-`, which translator-svc refuses: it fails closed.
+const SECRET_FROM_ENV: &str = "%ENVIRONMENT(GATEWAY_INTERNAL_SECRET)%";
+
+/// The environments that get a rendered copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Compose,
+    Kubernetes,
+}
+
+impl Flavour {
+    pub const ALL: [Flavour; 2] = [Flavour::Compose, Flavour::Kubernetes];
+
+    /// The committed copy, relative to the repository root.
+    pub fn committed(self) -> &'static str {
+        match self {
+            Flavour::Compose => "compose/envoy.yaml",
+            Flavour::Kubernetes => "k8s/base/envoy/envoy.yaml",
+        }
+    }
+
+    /// Service names as each environment's DNS knows them.
+    fn hosts(self) -> (&'static str, &'static str) {
+        match self {
+            Flavour::Compose => ("translator", "ratelimit"),
+            Flavour::Kubernetes => ("translator-svc", "ratelimit-svc"),
+        }
+    }
+}
+
+/// The rendered config of `flavour`, with the wasm at `wasm_path`.
+pub fn render(root: &Path, flavour: Flavour, wasm_path: &str) -> Result<String> {
+    let (translator, ratelimit) = flavour.hosts();
+    let mut vars = EnvoyVars::container(translator, ratelimit, "checked-then-replaced");
+    vars.wasm_path = wasm_path.to_owned();
+    let fragment = read(root, "envoy/ratelimit.fragment.yaml")?;
+    vars.ratelimit_filter = section(&fragment, "http_filters:", false)?;
+    vars.ratelimit_route = section(&fragment, "typed_per_filter_config:", true)?;
+    let mut map: BTreeMap<&str, String> = vars.to_map().map_err(anyhow::Error::msg)?;
+    map.insert("INTERNAL_SECRET", SECRET_FROM_ENV.to_owned());
+    let mut config = envoy_render::render(TEMPLATE, &map).map_err(anyhow::Error::msg)?;
+    if flavour == Flavour::Kubernetes {
+        config = add_ptc_router(&config, &read(root, "k8s/base/envoy/ptc-router.yaml")?)?;
+    }
+    Ok(format!(
+        "# GENERATED from envoy/envoy.yaml.tmpl (+ envoy/ratelimit.fragment.yaml{}) by\n\
+         # `BLESS=1 cargo xtask deploy-check`. Do not edit: change the sources and re-render.\n{config}",
+        if flavour == Flavour::Kubernetes { ", k8s/base/envoy/ptc-router.yaml" } else { "" }
+    ))
+}
+
+fn read(root: &Path, relative: &str) -> Result<String> {
+    std::fs::read_to_string(root.join(relative)).with_context(|| format!("reading {relative}"))
+}
+
+/// The block under the top-level key `key` of a fragment file, up to the next top-level key:
+/// the key line itself too when `keep_key`. Trailing comments (the next section's heading) and
+/// blank lines are dropped.
+pub fn section(text: &str, key: &str, keep_key: bool) -> Result<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|line| *line == key)
+        .with_context(|| format!("the fragment has no top-level `{key}`"))?;
+    let top_level = |line: &&str| {
+        !line.is_empty() && !line.starts_with([' ', '#', '-'])
+    };
+    let end = lines[start + 1..]
+        .iter()
+        .position(top_level)
+        .map_or(lines.len(), |offset| start + 1 + offset);
+    let mut body: Vec<&str> = lines[if keep_key { start } else { start + 1 }..end].to_vec();
+    while body
+        .last()
+        .is_some_and(|line| line.trim().is_empty() || line.starts_with('#'))
+    {
+        body.pop();
+    }
+    if body.iter().all(|line| line.trim().is_empty() || line.trim_start().starts_with('#')) {
+        bail!("the fragment's `{key}` section is empty");
+    }
+    Ok(body.join("\n") + "\n")
+}
+
+/// Splices the ptc-svc router (a listener and a consistent-hashing cluster, both from
+/// k8s/base/envoy/ptc-router.yaml) into the rendered gateway config. The template has no slot
+/// for them yet; this inserts list items right after `  listeners:` and `  clusters:`, and fails
+/// loudly if the template stops having exactly one of each.
+pub fn add_ptc_router(config: &str, router: &str) -> Result<String> {
+    let mut out = config.to_owned();
+    for key in ["listeners:", "clusters:"] {
+        let items = section(router, key, false)?;
+        let anchor = format!("\n  {key}\n");
+        if out.matches(&anchor).count() != 1 {
+            bail!("the rendered config must have exactly one `  {key}` line to extend");
+        }
+        let indented: String = items
+            .lines()
+            .map(|line| if line.is_empty() { "\n".to_owned() } else { format!("  {line}\n") })
+            .collect();
+        out = out.replacen(&anchor, &format!("{anchor}{indented}"), 1);
+    }
+    Ok(out)
+}
+
+/// `envoy --mode validate` on one file: loads every listener, cluster and filter, including the
+/// wasm module and its configuration step.
+pub fn validate(tools: &Tools, config: &Path) -> Result<()> {
+    tools::run(
+        Command::new(&tools.envoy)
+            .args(["--mode", "validate", "--log-level", "warn", "-c"])
+            .arg(config),
+    )
+    .map(drop)
+    .with_context(|| format!("envoy rejects {}", config.display()))
+}
+
+/// Drift check (or BLESS=1 rewrite) of every committed copy, then validation of each one with the
+/// real wasm in place of the image path.
+pub fn check(root: &Path, tools: &Tools, scratch: &Path) -> Result<Vec<PathBuf>> {
+    let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
+    let wasm = tools::gate_wasm(root)?;
+    let mut checked = Vec::new();
+    for flavour in Flavour::ALL {
+        let path = root.join(flavour.committed());
+        let wanted = render(root, flavour, IMAGE_WASM_PATH)?;
+        if bless {
+            std::fs::write(&path, &wanted).with_context(|| format!("writing {}", path.display()))?;
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(wanted.as_str()) {
+            bail!(
+                "{} is stale or missing: run `BLESS=1 cargo xtask deploy-check` and review the diff",
+                flavour.committed()
+            );
+        }
+        let local = render(root, flavour, &wasm.display().to_string())?;
+        let file = scratch.join(format!("envoy-{flavour:?}.yaml").to_lowercase());
+        std::fs::write(&file, local)?;
+        validate(tools, &file)?;
+        checked.push(path);
+    }
+    Ok(checked)
+}
