@@ -39,6 +39,9 @@ pub struct SandboxConfig {
     pub tmp_bytes: u64,
     /// `PTC_WORKSPACE_BYTES`: size of the tmpfs at /workspace.
     pub workspace_bytes: u64,
+    /// `PTC_INIT`: run the engine's init (docker-init/tini) as PID 1, so processes the code
+    /// forks are reaped and cannot pin the pids limit as zombies. Default true.
+    pub init: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +140,7 @@ impl Config {
             pids: env.number("PTC_PIDS", 64, 8, 1 << 20)?,
             tmp_bytes: env.bytes("PTC_TMP_BYTES", 64 << 20, 1 << 20)?,
             workspace_bytes: env.bytes("PTC_WORKSPACE_BYTES", 256 << 20, 1 << 20)?,
+            init: env.flag("PTC_INIT", true)?,
         };
         let config = Self {
             listen: env
@@ -223,6 +227,15 @@ impl Env<'_> {
                 name,
                 format!("{raw:?} is not a whole number from {min} to {max}"),
             )),
+        }
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(error(name, format!("{other:?} is not true or false"))),
         }
     }
 
@@ -358,6 +371,7 @@ mod tests {
             ("PTC_REPLICA_ID", "a b"),
             ("PTC_PULL_POLICY", "always"),
             ("LOG_FORMAT", "xml"),
+            ("PTC_INIT", "maybe"),
         ] {
             let err = load(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{err}");

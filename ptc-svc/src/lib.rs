@@ -5,3 +5,8 @@
 pub mod config;
 pub mod runner;
 pub mod sandbox;
+pub mod session;
+pub mod api;
+pub mod image;
+pub mod server;
+pub mod telemetry;

@@ -119,13 +119,13 @@ impl Checker {
     pub async fn check(&self, request: &CheckIn<'_>) -> Decision {
         let now_ms = self.clock.now_ms();
         let request_hits = u64::from(request.hits_addend.max(1));
-        let mut request_id = None;
+        let mut request_id: Option<&str> = None;
         let mut ops: Vec<(String, Op)> = Vec::new();
-        // For each descriptor: its resolved limit and the index of its store operation.
+        // For each descriptor, its limit; limited ones also have an entry in `ops`, in order.
         let mut planned: Vec<Option<Resolved>> = Vec::with_capacity(request.descriptors.len());
         for descriptor in &request.descriptors {
             if let Some((REQUEST_ID_KEY, id)) = descriptor.entries.last() {
-                request_id = Some((*id).to_owned());
+                request_id = Some(id);
                 planned.push(None);
                 continue;
             }
@@ -163,7 +163,6 @@ impl Checker {
             ));
             planned.push(Some(resolved));
         }
-        let request_id = request_id.unwrap_or_else(reply::new_request_id);
         if ops.is_empty() {
             self.metrics.request("ok");
             return admitted(planned.len(), Headers::new());
@@ -176,9 +175,9 @@ impl Checker {
         match applied {
             Ok(applied) => {
                 self.store_ok();
-                self.decide(now_ms, &planned, &ops, &applied, &request_id)
+                self.decide(now_ms, &planned, &ops, &applied, request_id)
             }
-            Err(error) => self.store_failed(&error, planned.len(), &request_id),
+            Err(error) => self.store_failed(&error, planned.len(), request_id),
         }
     }
 
@@ -188,7 +187,7 @@ impl Checker {
         planned: &[Option<Resolved>],
         ops: &[(String, Op)],
         applied: &Applied,
-        request_id: &str,
+        request_id: Option<&str>,
     ) -> Decision {
         let mut observed = Vec::with_capacity(ops.len());
         let mut statuses = Vec::with_capacity(planned.len());
@@ -241,7 +240,7 @@ impl Checker {
             };
         }
         self.metrics.request("over_limit");
-        let (extra, body) = reply::over_limit(&observed, request_id);
+        let (extra, body) = reply::over_limit(&observed, &request_id_or_new(request_id));
         headers.extend(extra);
         Decision {
             over_limit: true,
@@ -258,7 +257,12 @@ impl Checker {
         }
     }
 
-    fn store_failed(&self, error: &StoreError, descriptors: usize, request_id: &str) -> Decision {
+    fn store_failed(
+        &self,
+        error: &StoreError,
+        descriptors: usize,
+        request_id: Option<&str>,
+    ) -> Decision {
         self.metrics.store_errors.inc();
         self.metrics.store_up.set(0);
         if self.store_healthy.swap(false, Ordering::Relaxed) {
@@ -278,7 +282,7 @@ impl Checker {
             }
             FailureMode::Closed => {
                 self.metrics.request("failure_closed");
-                let (headers, body) = reply::store_unavailable(request_id);
+                let (headers, body) = reply::store_unavailable(&request_id_or_new(request_id));
                 Decision {
                     over_limit: true,
                     statuses: vec![
@@ -311,6 +315,11 @@ impl Checker {
         };
         self.metrics.descriptor("none", "none", result);
     }
+}
+
+/// The filter's id when it sent one; otherwise one made here (only a 429 needs it).
+fn request_id_or_new(from_filter: Option<&str>) -> String {
+    from_filter.map_or_else(reply::new_request_id, str::to_owned)
 }
 
 fn admitted(descriptors: usize, headers: Headers) -> Decision {

@@ -472,3 +472,59 @@ async fn client_disconnect_cancels_the_upstream_stream() {
         "the upstream stream must be cancelled with the client"
     );
 }
+
+#[tokio::test]
+async fn responses_report_tokens_for_the_rate_limiter() {
+    use http_body_util::{BodyExt, Full};
+    let h = start(&[]).await;
+    h.fake.enqueue(Scenario {
+        usage: Some(fake_bedrock::Usage {
+            input_tokens: Some(100),
+            output_tokens: Some(20),
+            cache_read_input_tokens: Some(1000),
+            cache_creation_input_tokens: Some(5),
+        }),
+        ..Scenario::text("counted")
+    });
+    let request = json!({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [user("hi")]});
+    let (status, headers, _) = h.messages(&request).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["x-gw-usage-tokens"], "125",
+        "input + cache writes + output, no cache reads"
+    );
+
+    // Streams report the same count as an HTTP/2 trailer, the way Envoy reaches the service.
+    h.fake.enqueue(Scenario {
+        usage: Some(fake_bedrock::Usage {
+            input_tokens: Some(7),
+            output_tokens: Some(3),
+            cache_read_input_tokens: Some(0),
+            cache_creation_input_tokens: Some(0),
+        }),
+        ..Scenario::text("streamed")
+    });
+    let tcp = tokio::net::TcpStream::connect(h.service.addr)
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut body = request.clone();
+    body["stream"] = json!(true);
+    let req = http::Request::post(format!("{}/v1/messages", h.service.url()))
+        .header("x-gw-internal-secret", SECRET)
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("usage trailer");
+    assert_eq!(trailers["x-gw-usage-tokens"], "10");
+    assert!(String::from_utf8_lossy(&collected.to_bytes()).contains("message_stop"));
+}

@@ -33,7 +33,7 @@ impl Default for BenchOptions {
 
 const MODEL: &str = "claude-sonnet-4-5-20250929";
 /// What translator-svc calls for MODEL; the direct probes use the same id.
-const BEDROCK_MODEL_PATH: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1%3A0";
+const BEDROCK_MODEL_PATH: &str = "global.anthropic.claude-sonnet-4-5-20250929-v1%3A0";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const CONCURRENCY: [usize; 2] = [1, 32];
 
@@ -131,7 +131,8 @@ async fn bench(
     options: &BenchOptions,
 ) -> Result<()> {
     let (fake_url, fake_pid) =
-        gateway::start_fake_bedrock(supervisor, bin_dir, &["--record-limit", "0"], READY_TIMEOUT).await?;
+        gateway::start_fake_bedrock(supervisor, bin_dir, &["--record-limit", "0"], READY_TIMEOUT)
+            .await?;
     let key = format!("sk-gw-bench-{}", gateway::random_token(24));
     let secret = gateway::random_token(40);
     let translator = loopback(free_port()?);

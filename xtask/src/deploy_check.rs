@@ -14,7 +14,8 @@ mod tools;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -23,25 +24,48 @@ use anyhow::{Context, Result};
 pub fn run(root: &Path) -> Result<()> {
     let started = Instant::now();
     let tools = tools::ensure(root)?;
-    let scratch = scratch_dir(root)?;
-    let step = |what: &str| eprintln!("deploy-check: {what} ok ({:.1}s)", started.elapsed().as_secs_f64());
+    let scratch = Scratch::new(root)?;
+    let scratch = scratch.path();
+    let step = |what: &str| {
+        eprintln!(
+            "deploy-check: {what} ok ({:.1}s)",
+            started.elapsed().as_secs_f64()
+        )
+    };
 
     let files = dockerfile::check_all(root, &tools)?;
     step(&format!("{} Dockerfiles", files.len()));
-    let files = envoy::check(root, &tools, &scratch)?;
+    let files = envoy::check(root, &tools, scratch)?;
     step(&format!("{} Envoy configs", files.len()));
     compose::check(&tools, &root.join(compose::COMPOSE_FILE))?;
     step("compose");
-    let overlays = k8s::check_all(root, &tools, &scratch)?;
+    let overlays = k8s::check_all(root, &tools, scratch)?;
     step(&format!("{overlays} Kubernetes overlays"));
     Ok(())
 }
 
-/// A fresh per-process directory for rendered files handed to the tools.
-fn scratch_dir(root: &Path) -> Result<std::path::PathBuf> {
-    let dir = tools::target_dir(root)
-        .join("deploy-tools")
-        .join(format!("scratch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
+/// A per-process directory for rendered files handed to the tools, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(root: &Path) -> Result<Self> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = tools::target_dir(root).join("deploy-tools").join(format!(
+            "scratch-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -83,6 +83,7 @@ async fn serve(
             internal_secret.clone(),
         ),
         ("LOG_FORMAT".to_string(), "text".to_string()),
+        ("NO_COLOR".to_string(), "1".to_string()),
     ];
     if std::env::var_os("AWS_REGION").is_none() {
         env.push(("AWS_REGION".to_string(), "us-east-1".to_string()));

@@ -171,13 +171,16 @@ impl Sandbox for DockerSandbox {
         }
     }
 
-    async fn sweep(&self, replica_id: &str, now_unix: i64) -> Result<usize, SandboxError> {
-        let mut doomed: Vec<String> = self
-            .list(format!("{LABEL_REPLICA}={replica_id}"))
-            .await?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+    async fn sweep(&self, replica_id: Option<&str>, now_unix: i64) -> Result<usize, SandboxError> {
+        let mut doomed: Vec<String> = match replica_id {
+            Some(replica_id) => self
+                .list(format!("{LABEL_REPLICA}={replica_id}"))
+                .await?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+            None => Vec::new(),
+        };
         for (id, labels) in self.list(LABEL_EXPIRES.to_owned()).await? {
             let expired = labels
                 .get(LABEL_EXPIRES)

@@ -227,7 +227,7 @@ impl Sandbox for FakeSandbox {
         Ok(())
     }
 
-    async fn sweep(&self, _replica_id: &str, _now_unix: i64) -> Result<usize, SandboxError> {
+    async fn sweep(&self, _replica_id: Option<&str>, _now_unix: i64) -> Result<usize, SandboxError> {
         Ok(0)
     }
 

@@ -97,8 +97,9 @@ pub trait Sandbox: Send + Sync + 'static {
     async fn exit_reason(&self, engine_id: &str) -> ExitReason;
     /// Kills (if needed) and removes the container; an already gone container is fine.
     async fn remove(&self, engine_id: &str) -> Result<(), SandboxError>;
-    /// Removes containers of `replica_id` (orphans of a crash), and of any replica when their
-    /// `ptc.expires` label is before `now_unix`. Returns how many were removed.
-    async fn sweep(&self, replica_id: &str, now_unix: i64) -> Result<usize, SandboxError>;
+    /// Removes containers of any replica whose `ptc.expires` label is before `now_unix`, and,
+    /// when `replica_id` is given (at start), every container of that replica: orphans of a
+    /// crash. Returns how many were removed.
+    async fn sweep(&self, replica_id: Option<&str>, now_unix: i64) -> Result<usize, SandboxError>;
     async fn health(&self) -> EngineHealth;
 }

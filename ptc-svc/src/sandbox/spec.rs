@@ -90,6 +90,7 @@ fn host_config(config: &SandboxConfig) -> HostConfig {
         }),
         // Removed by ptc-svc itself, after reading the exit state (OOMKilled).
         auto_remove: Some(false),
+        init: Some(config.init),
         runtime: config.runtime.clone(),
         ..Default::default()
     }

@@ -3,7 +3,8 @@
 //! full gRPC path Envoy uses. Starts its own redis-server unless `--redis-url` is given.
 //!
 //! Usage: `cargo run --release -p ratelimit-svc --bin rl-bench -- [--rate 5000] [--seconds 5]
-//!         [--concurrency 64] [--keys 1000] [--redis-url redis://127.0.0.1:6379/]`
+//!         [--concurrency 64] [--keys 1000] [--redis-url redis://127.0.0.1:6379/]
+//!         [--closed-loop false]`
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -32,6 +33,8 @@ struct Options {
     concurrency: usize,
     keys: u64,
     redis_url: Option<String>,
+    /// `--closed-loop false` skips the flat-out runs (e.g. under a real-time scheduler).
+    closed_loop: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -41,6 +44,7 @@ fn options() -> anyhow::Result<Options> {
         concurrency: 64,
         keys: 1_000,
         redis_url: None,
+        closed_loop: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -53,6 +57,7 @@ fn options() -> anyhow::Result<Options> {
             "--concurrency" => options.concurrency = value.parse()?,
             "--keys" => options.keys = value.parse()?,
             "--redis-url" => options.redis_url = Some(value),
+            "--closed-loop" => options.closed_loop = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -207,6 +212,9 @@ async fn measure(name: &str, target: &Target, options: &Options) -> anyhow::Resu
         elapsed,
         latencies_us,
     };
+    if !options.closed_loop {
+        return Ok(vec![open]);
+    }
     let (checks, elapsed, latencies_us) = closed_loop(target, options).await?;
     let closed = Run {
         name: name.to_owned(),

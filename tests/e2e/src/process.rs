@@ -20,6 +20,9 @@ pub struct ChildProcess {
     lines: mpsc::Receiver<String>,
 }
 
+/// Output lines kept for `wait_for_line`; later lines go to the log only.
+const SCAN_LINES: usize = 4096;
+
 impl ChildProcess {
     /// Starts `program` with `args` and `env` (added to the inherited environment), writing its
     /// stdout and stderr to `<log_dir>/<name>.log`.
@@ -51,7 +54,7 @@ impl ChildProcess {
             .with_context(|| format!("starting {name} ({})", program.display()))?;
         let log = log_dir.join(format!("{name}.log"));
         let file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let (tx, lines) = mpsc::channel();
+        let (tx, lines) = mpsc::sync_channel(SCAN_LINES);
         if let Some(stdout) = child.stdout.take() {
             tee(stdout, file.try_clone()?, tx.clone());
         }
@@ -142,7 +145,7 @@ impl Drop for ChildProcess {
 }
 
 /// Copies `stream` to `file` line by line and offers each line to the readiness scan.
-fn tee(stream: impl Read + Send + 'static, mut file: File, lines: mpsc::Sender<String>) {
+fn tee(stream: impl Read + Send + 'static, mut file: File, lines: mpsc::SyncSender<String>) {
     std::thread::spawn(move || {
         let mut scan = true;
         for line in BufReader::new(stream).lines() {
@@ -150,7 +153,8 @@ fn tee(stream: impl Read + Send + 'static, mut file: File, lines: mpsc::Sender<S
             if writeln!(file, "{line}").is_err() {
                 break;
             }
-            if scan && lines.send(line).is_err() {
+            // Nobody reading (full) or nobody left (closed): stop offering lines.
+            if scan && lines.try_send(line).is_err() {
                 scan = false;
             }
         }

@@ -42,7 +42,13 @@ pub async fn create(
         .messages(call_context(&ctx, &headers), request)
         .await
     {
-        Ok(Outcome::Message(message)) => Json(message).into_response(),
+        Ok(Outcome::Message { message, usage }) => {
+            let mut response = Json(message).into_response();
+            response
+                .headers_mut()
+                .insert(sse::USAGE_TOKENS_HEADER, sse::usage_tokens(&usage));
+            response
+        }
         Ok(Outcome::Stream(stream)) => sse::response(stream),
         Err(error) => ctx.fail(error).into_response(),
     }

@@ -17,7 +17,7 @@ use crate::bedrock::{Bedrock, BedrockError, ConverseCall, InvokeCall};
 use crate::beta::BetaPolicy;
 use crate::config::Config;
 use crate::convert::response::{
-    ResponseOptions, from_invoke_response, to_messages_response, usage_of,
+    ResponseOptions, TokenUsage, from_invoke_response, to_messages_response, usage_of,
 };
 use crate::convert::{
     CountTokensPlan, RequestOptions, ServerToolsPolicy, estimate_input_tokens, to_converse_request,
@@ -34,11 +34,18 @@ const MAX_UPSTREAM_BODY_BYTES: usize = 25_000_000;
 /// How long a request may wait for a free upstream slot before it is told the gateway is busy.
 const QUEUE_WAIT: Duration = Duration::from_millis(250);
 
-/// An SSE body: already-encoded events, written as they come.
-pub type SseBody = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+/// One piece of an SSE response: an already-encoded event, or, once at the very end, the usage
+/// the response consumed (the edge reports it to the rate limiter as a trailer).
+pub enum SseChunk {
+    Event(Bytes),
+    End(TokenUsage),
+}
+
+/// An SSE body, written as it comes.
+pub type SseBody = Pin<Box<dyn Stream<Item = SseChunk> + Send>>;
 
 pub enum Outcome {
-    Message(Value),
+    Message { message: Value, usage: TokenUsage },
     Stream(SseBody),
 }
 
@@ -83,7 +90,7 @@ impl Plan {
     fn usage_record(
         &self,
         api: &'static str,
-        usage: crate::convert::response::TokenUsage,
+        usage: TokenUsage,
         outcome: UsageOutcome,
         ttft: Option<Duration>,
     ) -> UsageRecord {
@@ -275,14 +282,11 @@ impl Relay {
                         ApiError::api("Bedrock returned a response that is not JSON")
                     })?;
                     let message = from_invoke_response(body, &plan.response)?;
-                    self.usage.record(plan.usage_record(
-                        "invoke",
-                        usage_of(&message),
-                        UsageOutcome::Ok,
-                        None,
-                    ));
+                    let usage = usage_of(&message);
+                    self.usage
+                        .record(plan.usage_record("invoke", usage, UsageOutcome::Ok, None));
                     drop(permit);
-                    Ok(Outcome::Message(message))
+                    Ok(Outcome::Message { message, usage })
                 }
             }
             Backend::Converse => {
@@ -325,14 +329,11 @@ impl Relay {
                         ))
                     })?;
                     let message = to_messages_response(response, &plan.response);
-                    self.usage.record(plan.usage_record(
-                        "converse",
-                        usage_of(&message),
-                        UsageOutcome::Ok,
-                        None,
-                    ));
+                    let usage = usage_of(&message);
+                    self.usage
+                        .record(plan.usage_record("converse", usage, UsageOutcome::Ok, None));
                     drop(permit);
-                    Ok(Outcome::Message(message))
+                    Ok(Outcome::Message { message, usage })
                 }
             }
         }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 
-use super::{Outcome, Plan, Relay};
+use super::{Outcome, Plan, Relay, SseChunk};
 use crate::anthropic::stream::SseEvent;
 use crate::bedrock::EventStream;
 use crate::convert::response::{ResponseOptions, TokenUsage};
@@ -140,7 +140,7 @@ pub(super) async fn start(
                     meter.first_token = Some(meter.plan.started.elapsed());
                 }
                 last_write = Instant::now();
-                yield event.encode();
+                yield SseChunk::Event(event.encode());
             }
             meter.usage = machine.usage();
             let metadata_deadline = machine
@@ -177,8 +177,9 @@ pub(super) async fn start(
         };
         meter.usage = machine.usage();
         for event in machine.finish(end) {
-            yield event.encode();
+            yield SseChunk::Event(event.encode());
         }
+        yield SseChunk::End(meter.usage);
         meter.outcome = Some(outcome);
         drop(meter);
     };

@@ -20,7 +20,12 @@ pub fn check(tools: &Tools, file: &Path) -> Result<()> {
             .args(["--builtin-schema", "vendor.compose-spec"])
             .arg(file),
     )
-    .with_context(|| format!("{} does not match the compose specification", file.display()))?;
+    .with_context(|| {
+        format!(
+            "{} does not match the compose specification",
+            file.display()
+        )
+    })?;
     let documents = tools::yaml_documents(tools, file)?;
     let [project] = documents.as_slice() else {
         bail!("{}: expected exactly one YAML document", file.display());
@@ -43,32 +48,59 @@ pub fn rule_violations(project: &Value, dir: &Path) -> Vec<String> {
     let declared_volumes: BTreeSet<&str> = keys(project.get("volumes"));
     for (name, service) in services {
         let mut problem = |text: String| problems.push(format!("service `{name}`: {text}"));
-        for dependency in keys(service.get("depends_on")).into_iter().chain(list(service.get("depends_on"))) {
+        for dependency in keys(service.get("depends_on"))
+            .into_iter()
+            .chain(list(service.get("depends_on")))
+        {
             if !services.contains_key(dependency) {
                 problem(format!("depends_on `{dependency}`, which is not a service"));
             }
         }
-        for volume in service.get("volumes").and_then(Value::as_array).into_iter().flatten() {
-            let Some(source) = volume_source(volume) else { continue };
+        for volume in service
+            .get("volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(source) = volume_source(volume) else {
+                continue;
+            };
             if is_named_volume(source) {
                 if !declared_volumes.contains(source) {
-                    problem(format!("volume `{source}` is not declared under top-level volumes"));
+                    problem(format!(
+                        "volume `{source}` is not declared under top-level volumes"
+                    ));
                 }
             } else if source.starts_with('.') && !dir.join(source).exists() {
                 problem(format!("bind mount source `{source}` does not exist"));
             }
         }
         if let Some(build) = service.get("build") {
-            let context = build.get("context").and_then(Value::as_str).or(build.as_str()).unwrap_or(".");
-            let dockerfile = build.get("dockerfile").and_then(Value::as_str).unwrap_or("Dockerfile");
+            let context = build
+                .get("context")
+                .and_then(Value::as_str)
+                .or(build.as_str())
+                .unwrap_or(".");
+            let dockerfile = build
+                .get("dockerfile")
+                .and_then(Value::as_str)
+                .unwrap_or("Dockerfile");
             if !dir.join(context).join(dockerfile).is_file() {
                 problem(format!("build file {context}/{dockerfile} does not exist"));
             }
             if service.get("image").is_none() {
-                problem("builds an image without naming it (`image:`), so Kubernetes cannot use it".to_owned());
+                problem(
+                    "builds an image without naming it (`image:`), so Kubernetes cannot use it"
+                        .to_owned(),
+                );
             }
         }
-        for port in service.get("ports").and_then(Value::as_array).into_iter().flatten() {
+        for port in service
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if !port_is_loopback(port) {
                 problem(format!("port {port} is published beyond 127.0.0.1"));
             }
@@ -76,7 +108,11 @@ pub fn rule_violations(project: &Value, dir: &Path) -> Vec<String> {
         if service.get("healthcheck").is_none() {
             problem("has no healthcheck".to_owned());
         }
-        if service.get("restart").and_then(Value::as_str).is_none_or(|r| r == "no") {
+        if service
+            .get("restart")
+            .and_then(Value::as_str)
+            .is_none_or(|r| r == "no")
+        {
             problem("has no restart policy".to_owned());
         }
     }

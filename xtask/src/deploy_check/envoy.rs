@@ -64,7 +64,11 @@ pub fn render(root: &Path, flavour: Flavour, wasm_path: &str) -> Result<String> 
     Ok(format!(
         "# GENERATED from envoy/envoy.yaml.tmpl (+ envoy/ratelimit.fragment.yaml{}) by\n\
          # `BLESS=1 cargo xtask deploy-check`. Do not edit: change the sources and re-render.\n{config}",
-        if flavour == Flavour::Kubernetes { ", k8s/base/envoy/ptc-router.yaml" } else { "" }
+        if flavour == Flavour::Kubernetes {
+            ", k8s/base/envoy/ptc-router.yaml"
+        } else {
+            ""
+        }
     ))
 }
 
@@ -81,9 +85,7 @@ pub fn section(text: &str, key: &str, keep_key: bool) -> Result<String> {
         .iter()
         .position(|line| *line == key)
         .with_context(|| format!("the fragment has no top-level `{key}`"))?;
-    let top_level = |line: &&str| {
-        !line.is_empty() && !line.starts_with([' ', '#', '-'])
-    };
+    let top_level = |line: &&str| !line.is_empty() && !line.starts_with([' ', '#', '-']);
     let end = lines[start + 1..]
         .iter()
         .position(top_level)
@@ -95,7 +97,10 @@ pub fn section(text: &str, key: &str, keep_key: bool) -> Result<String> {
     {
         body.pop();
     }
-    if body.iter().all(|line| line.trim().is_empty() || line.trim_start().starts_with('#')) {
+    if body
+        .iter()
+        .all(|line| line.trim().is_empty() || line.trim_start().starts_with('#'))
+    {
         bail!("the fragment's `{key}` section is empty");
     }
     Ok(body.join("\n") + "\n")
@@ -115,7 +120,13 @@ pub fn add_ptc_router(config: &str, router: &str) -> Result<String> {
         }
         let indented: String = items
             .lines()
-            .map(|line| if line.is_empty() { "\n".to_owned() } else { format!("  {line}\n") })
+            .map(|line| {
+                if line.is_empty() {
+                    "\n".to_owned()
+                } else {
+                    format!("  {line}\n")
+                }
+            })
             .collect();
         out = out.replacen(&anchor, &format!("{anchor}{indented}"), 1);
     }
@@ -144,7 +155,8 @@ pub fn check(root: &Path, tools: &Tools, scratch: &Path) -> Result<Vec<PathBuf>>
         let path = root.join(flavour.committed());
         let wanted = render(root, flavour, IMAGE_WASM_PATH)?;
         if bless {
-            std::fs::write(&path, &wanted).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, &wanted)
+                .with_context(|| format!("writing {}", path.display()))?;
         } else if std::fs::read_to_string(&path).ok().as_deref() != Some(wanted.as_str()) {
             bail!(
                 "{} is stale or missing: run `BLESS=1 cargo xtask deploy-check` and review the diff",

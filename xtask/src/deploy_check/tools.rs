@@ -66,13 +66,15 @@ pub fn ensure(root: &Path) -> Result<Tools> {
     let dir = target_dir(root).join("deploy-tools");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let lock_path = dir.join(".lock");
-    let lock = File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
+    let lock =
+        File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
     lock.lock().context("locking the deploy-tools directory")?;
     let venv = dir.join("venv");
     let bin = venv.join("bin");
     let python = bin.join("python");
     let stamp = venv.join(STAMP);
-    if !(python.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(REQUIREMENTS)) {
+    if !(python.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(REQUIREMENTS))
+    {
         install(&venv, &python, &stamp)?;
     }
     Ok(Tools {
@@ -86,15 +88,27 @@ pub fn ensure(root: &Path) -> Result<Tools> {
 }
 
 fn install(venv: &Path, python: &Path, stamp: &Path) -> Result<()> {
-    eprintln!("deploy-check: installing the pinned checkers into {}", venv.display());
+    eprintln!(
+        "deploy-check: installing the pinned checkers into {}",
+        venv.display()
+    );
     if !python.is_file() {
-        run(Command::new("python3").arg("-m").arg("venv").arg(venv))
-            .context("creating the deploy-tools venv (on Debian: apt-get install -y python3-venv)")?;
+        run(Command::new("python3").arg("-m").arg("venv").arg(venv)).context(
+            "creating the deploy-tools venv (on Debian: apt-get install -y python3-venv)",
+        )?;
     }
     let requirements = venv.join("requirements.txt");
     std::fs::write(&requirements, REQUIREMENTS)?;
     run(Command::new(python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "-r"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-r",
+        ])
         .arg(&requirements))?;
     std::fs::write(stamp, REQUIREMENTS).with_context(|| format!("writing {}", stamp.display()))
 }
@@ -122,9 +136,14 @@ pub fn gate_wasm(root: &Path) -> Result<PathBuf> {
     let wasm = target_dir(root).join("wasm32-wasip1/release/gate_filter.wasm");
     if !wasm.is_file() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        run(Command::new(cargo)
-            .current_dir(root)
-            .args(["build", "-p", "gate-filter", "--target", "wasm32-wasip1", "--release"]))?;
+        run(Command::new(cargo).current_dir(root).args([
+            "build",
+            "-p",
+            "gate-filter",
+            "--target",
+            "wasm32-wasip1",
+            "--release",
+        ]))?;
     }
     if !wasm.is_file() {
         bail!("the filter build produced no {}", wasm.display());
@@ -156,7 +175,10 @@ pub fn run(command: &mut Command) -> Result<String> {
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(40);
-    lines[start..].iter().map(|line| format!("  {line}\n")).collect()
+    lines[start..]
+        .iter()
+        .map(|line| format!("  {line}\n"))
+        .collect()
 }
 
 /// Parses every YAML document of `path` into JSON values (PyYAML resolves anchors and `<<`
