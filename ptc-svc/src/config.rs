@@ -121,7 +121,9 @@ impl Config {
                 .filter(|value| !value.is_empty())
         });
         let sandbox = SandboxConfig {
-            image: env.get("PTC_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+            image: env
+                .get("PTC_IMAGE")
+                .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
             pull_policy: match env.get("PTC_PULL_POLICY").as_deref() {
                 None | Some("never") => PullPolicy::Never,
                 Some("if_missing") => PullPolicy::IfMissing,
@@ -240,7 +242,12 @@ impl Env<'_> {
     }
 
     fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        Ok(Duration::from_secs(self.number(name, default, 1, 30 * 24 * 3600)?))
+        Ok(Duration::from_secs(self.number(
+            name,
+            default,
+            1,
+            30 * 24 * 3600,
+        )?))
     }
 
     fn bytes(&self, name: &'static str, default: u64, min: u64) -> Result<u64, ConfigError> {
@@ -251,7 +258,9 @@ impl Env<'_> {
             Some(value) if value >= min => Ok(value),
             _ => Err(error(
                 name,
-                format!("{raw:?} is not a size of at least {min} bytes (e.g. 268435456, 256m, 256MiB)"),
+                format!(
+                    "{raw:?} is not a size of at least {min} bytes (e.g. 268435456, 256m, 256MiB)"
+                ),
             )),
         }
     }
@@ -262,7 +271,10 @@ impl Env<'_> {
         };
         match raw.parse::<f64>() {
             Ok(value) if value.is_finite() && (0.01..=1024.0).contains(&value) => Ok(value),
-            _ => Err(error(name, format!("{raw:?} is not a CPU count from 0.01 to 1024"))),
+            _ => Err(error(
+                name,
+                format!("{raw:?} is not a CPU count from 0.01 to 1024"),
+            )),
         }
     }
 }
@@ -293,10 +305,7 @@ fn parse_peers(list: &str) -> Result<Vec<String>, ConfigError> {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
                 Ok(peer.to_owned())
             }
-            _ => Err(error(
-                "PTC_PEERS",
-                format!("{peer:?} is not host:port"),
-            )),
+            _ => Err(error("PTC_PEERS", format!("{peer:?} is not host:port"))),
         })
         .collect()
 }
@@ -376,8 +385,11 @@ mod tests {
             let err = load(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{err}");
         }
-        let err = load(&[("PTC_SESSION_IDLE_S", "100"), ("PTC_SESSION_MAX_LIFETIME_S", "50")])
-            .unwrap_err();
+        let err = load(&[
+            ("PTC_SESSION_IDLE_S", "100"),
+            ("PTC_SESSION_MAX_LIFETIME_S", "50"),
+        ])
+        .unwrap_err();
         assert_eq!(err.variable, "PTC_SESSION_MAX_LIFETIME_S");
     }
 }

@@ -35,7 +35,10 @@ pub struct OfflineImage {
 pub enum BuildResult {
     /// The image already carries this runner.
     UpToDate,
-    Built { debootstrapped: bool, seconds: u64 },
+    Built {
+        debootstrapped: bool,
+        seconds: u64,
+    },
 }
 
 /// The first Debian mirror named in the host's apt sources (deb822 or one-line format).
@@ -53,7 +56,8 @@ pub fn host_mirror() -> Option<String> {
             let uri = if let Some(rest) = line.strip_prefix("URIs:") {
                 rest.split_whitespace().next()
             } else if let Some(rest) = line.strip_prefix("deb ") {
-                rest.split_whitespace().find(|word| word.starts_with("http"))
+                rest.split_whitespace()
+                    .find(|word| word.starts_with("http"))
             } else {
                 None
             }?;
@@ -79,7 +83,10 @@ pub async fn image_is_current(docker: &Docker, image: &str) -> anyhow::Result<bo
 }
 
 /// Builds the image unless it is current. Needs root (debootstrap) the first time.
-pub async fn ensure_offline_image(docker: &Docker, spec: &OfflineImage) -> anyhow::Result<BuildResult> {
+pub async fn ensure_offline_image(
+    docker: &Docker,
+    spec: &OfflineImage,
+) -> anyhow::Result<BuildResult> {
     if image_is_current(docker, &spec.image).await? {
         return Ok(BuildResult::UpToDate);
     }
@@ -102,7 +109,10 @@ pub async fn ensure_offline_image(docker: &Docker, spec: &OfflineImage) -> anyho
     install_runner(&rootfs, spec.uid, spec.gid).await?;
     import(docker, spec, &rootfs).await?;
     if !image_is_current(docker, &spec.image).await? {
-        bail!("the imported image {} does not carry the runner label", spec.image);
+        bail!(
+            "the imported image {} does not carry the runner label",
+            spec.image
+        );
     }
     Ok(BuildResult::Built {
         debootstrapped,
@@ -131,7 +141,13 @@ async fn debootstrap(spec: &OfflineImage, rootfs: &Path) -> anyhow::Result<()> {
         bail!("debootstrap failed with {status}");
     }
     // Package caches and documentation are dead weight in a sandbox image.
-    for dir in ["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"] {
+    for dir in [
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/locale",
+    ] {
         let path = rootfs.join(dir);
         if path.exists() {
             tokio::fs::remove_dir_all(&path).await?;
@@ -178,7 +194,11 @@ async fn import(docker: &Docker, spec: &OfflineImage, rootfs: &Path) -> anyhow::
             match stdout.read(&mut buffer).await {
                 Ok(0) => return,
                 Ok(n) => {
-                    if tx.send(Ok(bytes::Bytes::copy_from_slice(&buffer[..n]))).await.is_err() {
+                    if tx
+                        .send(Ok(bytes::Bytes::copy_from_slice(&buffer[..n])))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -35,6 +35,12 @@ impl Running {
         self.task.await?
     }
 
+    /// Stops serving at once, without draining or removing containers: what a crash leaves
+    /// behind (the next start of the same replica id sweeps them). For tests.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.wait().await
@@ -50,10 +56,17 @@ pub async fn start(config: Config, sandbox: Arc<dyn Sandbox>) -> anyhow::Result<
 }
 
 /// Serves on an already bound listener (tests bind port 0 first, to know peers' addresses).
-pub async fn serve(listener: TcpListener, config: Config, sandbox: Arc<dyn Sandbox>) -> anyhow::Result<Running> {
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    sandbox: Arc<dyn Sandbox>,
+) -> anyhow::Result<Running> {
     let local_addr = listener.local_addr()?;
     // Containers of this replica that survived a crash are orphans: nobody can reach them.
-    match sandbox.sweep(Some(&config.replica_id), now_ms() / 1000).await {
+    match sandbox
+        .sweep(Some(&config.replica_id), now_ms() / 1000)
+        .await
+    {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "removed orphaned sandbox containers"),
         Err(error) => tracing::warn!(%error, "orphan sweep failed; the engine may be unreachable"),

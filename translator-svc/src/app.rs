@@ -14,9 +14,9 @@ use crate::auth;
 use crate::bedrock::{self, Bedrock, BedrockSettings};
 use crate::beta::BetaPolicy;
 use crate::config::{ClaudeApi, Config};
+use crate::keys;
 use crate::models::{Backend, ModelEntry, ModelTable};
 use crate::relay::Relay;
-use crate::usage::LogSink;
 
 /// The process-wide Prometheus recorder (one per process, shared by in-process test services).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -90,28 +90,30 @@ pub async fn bedrock_client(config: &Config) -> anyhow::Result<Arc<dyn Bedrock>>
 }
 
 /// Build the whole service around a given Bedrock client.
-pub fn state(
+pub async fn state(
     config: Config,
     bedrock: Arc<dyn Bedrock>,
-) -> anyhow::Result<(Arc<AppState>, tonic::service::Routes)> {
+) -> anyhow::Result<(Arc<AppState>, tonic::service::Routes, keys::Wired)> {
+    let keys = keys::wire(&config.keys).await?;
     let config = Arc::new(config);
+    let models = model_table(&config)?.with_overrides(keys.model_source.model_overrides().await);
     let relay = Relay::new(
         config.clone(),
-        model_table(&config)?,
+        models,
         beta_policy(&config)?,
         bedrock,
-        Arc::new(LogSink),
+        keys.usage_sink.clone(),
     );
-    let verifier: Arc<dyn auth::KeyVerifier> =
-        Arc::new(auth::MasterKeyVerifier::new(config.master_api_key.clone()));
+    let verifier: Arc<dyn auth::KeyVerifier> = keys.verifier.clone();
     let grpc = tonic::service::Routes::new(auth::auth_service(verifier));
     let state = Arc::new(AppState {
         config,
         relay,
         metrics: metrics_handle(),
         readiness: Readiness::default(),
+        admin: keys.admin_router.clone(),
     });
-    Ok((state, grpc))
+    Ok((state, grpc, keys))
 }
 
 /// A service running on a background task (tests, and `main` through `serve`).
@@ -119,6 +121,8 @@ pub struct Running {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The key store (and the embedded DynamoDB server) live as long as the service.
+    pub keys: keys::Wired,
 }
 
 impl Running {
@@ -141,7 +145,7 @@ pub async fn spawn(config: Config, bedrock: Arc<dyn Bedrock>) -> anyhow::Result<
         .await
         .with_context(|| format!("TRANSLATOR_LISTEN: cannot bind {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let (state, grpc) = state(config, bedrock)?;
+    let (state, grpc, keys) = state(config, bedrock).await?;
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(crate::api::serve(listener, state, grpc, async move {
         let _ = rx.await;
@@ -150,5 +154,6 @@ pub async fn spawn(config: Config, bedrock: Arc<dyn Bedrock>) -> anyhow::Result<
         addr,
         shutdown: Some(tx),
         task,
+        keys,
     })
 }

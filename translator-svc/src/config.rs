@@ -71,6 +71,9 @@ pub struct Config {
     pub max_body_bytes: usize,
 
     pub log_format: LogFormat,
+
+    /// Key store, usage sink and admin API.
+    pub keys: crate::keys::KeysConfig,
 }
 
 /// A source of settings by name: the environment, or a map in tests.
@@ -306,6 +309,7 @@ impl Config {
             max_concurrent_calls,
             max_body_bytes: parse(src, "MAX_BODY_BYTES", 32 * 1024 * 1024)?,
             log_format,
+            keys: crate::keys::KeysConfig::from_source(src)?,
         })
     }
 }

@@ -56,9 +56,12 @@ async fn main() -> ExitCode {
         let bedrock = app::bedrock_client(&config).await?;
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let (state, grpc) = app::state(config, bedrock)?;
+        let (state, grpc, keys) = app::state(config, bedrock).await?;
         tracing::info!(%addr, "translator-svc listening on {addr}");
         translator_svc::api::serve(listener, state, grpc, shutdown_signal()).await?;
+        // Write the usage of the last requests before the process (and the embedded store) ends.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(10), keys.usage_sink.flush()).await;
         anyhow::Ok(())
     }
     .await;

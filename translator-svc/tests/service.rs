@@ -30,6 +30,7 @@ async fn start(extra: &[(&str, &str)]) -> Harness {
         ("GATEWAY_INTERNAL_SECRET", SECRET),
         ("TRANSLATOR_LISTEN", "127.0.0.1:0"),
         ("LOG_FORMAT", "text"),
+        ("KEY_STORE", "memory"),
     ]);
     env.extend(extra.iter().copied());
     let config = Config::from_source(&env).unwrap();

@@ -37,7 +37,10 @@ pub fn to_status(error: SessionError) -> Status {
         }
         SessionError::AlreadyExists => (Code::AlreadyExists, vec![]),
         SessionError::KeyLimit(_) => (Code::ResourceExhausted, vec![]),
-        SessionError::Unavailable(_) => (Code::Unavailable, vec![("retry-after", vec!["5".to_owned()])]),
+        SessionError::Unavailable(_) => (
+            Code::Unavailable,
+            vec![("retry-after", vec!["5".to_owned()])],
+        ),
         SessionError::Internal(_) => (Code::Internal, vec![]),
     };
     let mut status = Status::new(code, message);
@@ -64,7 +67,8 @@ pub fn limits_from(limits: Option<pb::Limits>) -> Limits {
 
 fn limits_to(limits: Limits) -> pb::Limits {
     pb::Limits {
-        execution_timeout_ms: u64::try_from(limits.execution_timeout.as_millis()).unwrap_or(u64::MAX),
+        execution_timeout_ms: u64::try_from(limits.execution_timeout.as_millis())
+            .unwrap_or(u64::MAX),
         max_stdout_bytes: limits.max_stdout_bytes,
         max_stderr_bytes: limits.max_stderr_bytes,
         max_calls_per_execution: limits.max_calls_per_execution,
@@ -195,10 +199,19 @@ mod tests {
         assert_eq!(status.metadata().get("x-ptc-unknown").unwrap(), "c");
         assert!(status.metadata().get("x-ptc-duplicated").is_none());
         assert_eq!(to_status(SessionError::NotFound).code(), Code::NotFound);
-        assert_eq!(to_status(SessionError::KeyLimit(8)).code(), Code::ResourceExhausted);
-        assert_eq!(to_status(SessionError::Unavailable("x".into())).code(), Code::Unavailable);
+        assert_eq!(
+            to_status(SessionError::KeyLimit(8)).code(),
+            Code::ResourceExhausted
+        );
+        assert_eq!(
+            to_status(SessionError::Unavailable("x".into())).code(),
+            Code::Unavailable
+        );
         let pending = to_status(SessionError::PendingCalls(vec!["toolu_ptc_1".into()]));
         assert_eq!(pending.code(), Code::FailedPrecondition);
-        assert_eq!(pending.metadata().get("x-ptc-pending").unwrap(), "toolu_ptc_1");
+        assert_eq!(
+            pending.metadata().get("x-ptc-pending").unwrap(),
+            "toolu_ptc_1"
+        );
     }
 }

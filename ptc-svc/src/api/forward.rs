@@ -102,7 +102,12 @@ impl Peers {
             .get(container_id)
             .copied();
         let mut candidates: Vec<SocketAddr> = known.into_iter().collect();
-        candidates.extend(self.resolve().await.into_iter().filter(|a| Some(*a) != known));
+        candidates.extend(
+            self.resolve()
+                .await
+                .into_iter()
+                .filter(|a| Some(*a) != known),
+        );
         for address in candidates {
             let Ok(client) = self.client(address) else {
                 continue;

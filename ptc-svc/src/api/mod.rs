@@ -57,7 +57,12 @@ impl PtcService {
         let draining = self.sessions.is_draining();
         pb::ReplicaHealth {
             id: config.replica_id.clone(),
-            docker: if engine.reachable { "reachable" } else { "unreachable" }.to_owned(),
+            docker: if engine.reachable {
+                "reachable"
+            } else {
+                "unreachable"
+            }
+            .to_owned(),
             docker_version: engine.version,
             image: config.sandbox.image.clone(),
             image_present: engine.image_present,
@@ -77,7 +82,9 @@ impl PtcService {
 
 fn check_ids(container_id: &str, key_id: &str) -> Result<(), Status> {
     if container_id.is_empty() || key_id.is_empty() {
-        return Err(Status::invalid_argument("container_id and key_id are required"));
+        return Err(Status::invalid_argument(
+            "container_id and key_id are required",
+        ));
     }
     if container_id.len() > MAX_ID_LEN || key_id.len() > MAX_ID_LEN {
         return Err(Status::invalid_argument("id too long"));
@@ -87,10 +94,14 @@ fn check_ids(container_id: &str, key_id: &str) -> Result<(), Status> {
 
 fn check_execution(execution_id: &str, tool_names: &[String]) -> Result<(), Status> {
     if execution_id.is_empty() || execution_id.len() > MAX_ID_LEN {
-        return Err(Status::invalid_argument("execution_id must be 1-256 characters"));
+        return Err(Status::invalid_argument(
+            "execution_id must be 1-256 characters",
+        ));
     }
     if tool_names.len() > MAX_TOOLS || tool_names.iter().any(|t| t.is_empty() || t.len() > 128) {
-        return Err(Status::invalid_argument("tool names must be 1-128 characters, at most 1000"));
+        return Err(Status::invalid_argument(
+            "tool names must be 1-128 characters, at most 1000",
+        ));
     }
     Ok(())
 }
@@ -120,9 +131,15 @@ impl Ptc for PtcService {
         }))
     }
 
-    async fn execute(&self, request: Request<pb::ExecuteRequest>) -> Result<Response<pb::Outcome>, Status> {
+    async fn execute(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::Outcome>, Status> {
         let id = request.get_ref().container_id.clone();
-        if let Some(answer) = self.route(&request, &id, |mut c, r| async move { c.execute(r).await }).await {
+        if let Some(answer) = self
+            .route(&request, &id, |mut c, r| async move { c.execute(r).await })
+            .await
+        {
             return answer;
         }
         let request = request.into_inner();
@@ -147,7 +164,12 @@ impl Ptc for PtcService {
         request: Request<pb::DeliverResultsRequest>,
     ) -> Result<Response<pb::Outcome>, Status> {
         let id = request.get_ref().container_id.clone();
-        if let Some(answer) = self.route(&request, &id, |mut c, r| async move { c.deliver_results(r).await }).await {
+        if let Some(answer) = self
+            .route(&request, &id, |mut c, r| async move {
+                c.deliver_results(r).await
+            })
+            .await
+        {
             return answer;
         }
         let request = request.into_inner();
@@ -159,15 +181,30 @@ impl Ptc for PtcService {
             .collect();
         let outcome = self
             .sessions
-            .deliver(&request.container_id, &request.key_id, &request.execution_id, results)
+            .deliver(
+                &request.container_id,
+                &request.key_id,
+                &request.execution_id,
+                results,
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(outcome_to(&outcome)))
     }
 
-    async fn get_session(&self, request: Request<pb::GetSessionRequest>) -> Result<Response<pb::Session>, Status> {
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
         let id = request.get_ref().container_id.clone();
-        if let Some(answer) = self.route(&request, &id, |mut c, r| async move { c.get_session(r).await }).await {
+        if let Some(answer) = self
+            .route(
+                &request,
+                &id,
+                |mut c, r| async move { c.get_session(r).await },
+            )
+            .await
+        {
             return answer;
         }
         let request = request.into_inner();
@@ -176,7 +213,10 @@ impl Ptc for PtcService {
             .sessions
             .get(&request.container_id, &request.key_id)
             .map_err(to_status)?;
-        Ok(Response::new(session_to(&record, &self.sessions.config.replica_id)))
+        Ok(Response::new(session_to(
+            &record,
+            &self.sessions.config.replica_id,
+        )))
     }
 
     async fn store_round(
@@ -184,7 +224,14 @@ impl Ptc for PtcService {
         request: Request<pb::StoreRoundRequest>,
     ) -> Result<Response<pb::StoreRoundResponse>, Status> {
         let id = request.get_ref().container_id.clone();
-        if let Some(answer) = self.route(&request, &id, |mut c, r| async move { c.store_round(r).await }).await {
+        if let Some(answer) = self
+            .route(
+                &request,
+                &id,
+                |mut c, r| async move { c.store_round(r).await },
+            )
+            .await
+        {
             return answer;
         }
         let request = request.into_inner();
@@ -202,9 +249,19 @@ impl Ptc for PtcService {
         Ok(Response::new(pb::StoreRoundResponse { expires_at_unix }))
     }
 
-    async fn get_round(&self, request: Request<pb::GetRoundRequest>) -> Result<Response<pb::GetRoundResponse>, Status> {
+    async fn get_round(
+        &self,
+        request: Request<pb::GetRoundRequest>,
+    ) -> Result<Response<pb::GetRoundResponse>, Status> {
         let id = request.get_ref().container_id.clone();
-        if let Some(answer) = self.route(&request, &id, |mut c, r| async move { c.get_round(r).await }).await {
+        if let Some(answer) = self
+            .route(
+                &request,
+                &id,
+                |mut c, r| async move { c.get_round(r).await },
+            )
+            .await
+        {
             return answer;
         }
         let request = request.into_inner();
@@ -212,7 +269,12 @@ impl Ptc for PtcService {
         let wait = Duration::from_millis(u64::from(request.wait_ms.min(60_000)));
         let round = self
             .sessions
-            .get_round(&request.container_id, &request.key_id, request.tool_use_ids, wait)
+            .get_round(
+                &request.container_id,
+                &request.key_id,
+                request.tool_use_ids,
+                wait,
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(match round {
@@ -230,7 +292,14 @@ impl Ptc for PtcService {
         request: Request<pb::CloseSessionRequest>,
     ) -> Result<Response<pb::CloseSessionResponse>, Status> {
         let id = request.get_ref().container_id.clone();
-        if let Some(answer) = self.route(&request, &id, |mut c, r| async move { c.close_session(r).await }).await {
+        if let Some(answer) = self
+            .route(
+                &request,
+                &id,
+                |mut c, r| async move { c.close_session(r).await },
+            )
+            .await
+        {
             return answer;
         }
         let request = request.into_inner();
@@ -243,7 +312,10 @@ impl Ptc for PtcService {
         Ok(Response::new(pb::CloseSessionResponse { closed }))
     }
 
-    async fn health(&self, request: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
+    async fn health(
+        &self,
+        request: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
         let include_peers = request.get_ref().include_peers && !is_forwarded(&request);
         let mut replicas = vec![self.replica_health().await];
         if include_peers {
@@ -252,8 +324,14 @@ impl Ptc for PtcService {
                 async move {
                     let answer = match peers.client(address) {
                         Ok(mut client) => {
-                            let request = peers.mark(pb::HealthRequest { include_peers: false }, "");
-                            tokio::time::timeout(Duration::from_secs(1), client.health(request)).await
+                            let request = peers.mark(
+                                pb::HealthRequest {
+                                    include_peers: false,
+                                },
+                                "",
+                            );
+                            tokio::time::timeout(Duration::from_secs(1), client.health(request))
+                                .await
                         }
                         Err(status) => Ok(Err(status)),
                     };
@@ -264,7 +342,11 @@ impl Ptc for PtcService {
                     }
                 }
             });
-            for replica in futures_util::future::join_all(asks).await.into_iter().flatten() {
+            for replica in futures_util::future::join_all(asks)
+                .await
+                .into_iter()
+                .flatten()
+            {
                 if !replicas.iter().any(|known| known.id == replica.id) {
                     replicas.push(replica);
                 }

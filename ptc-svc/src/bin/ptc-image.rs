@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use ptc_svc::image::{BuildResult, DEFAULT_MIRROR, OfflineImage, ensure_offline_image, host_mirror};
+use ptc_svc::image::{
+    BuildResult, DEFAULT_MIRROR, OfflineImage, ensure_offline_image, host_mirror,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -34,7 +36,10 @@ async fn run() -> anyhow::Result<String> {
             .ok()
             .filter(|image| !image.is_empty())
             .unwrap_or_else(|| ptc_svc::config::DEFAULT_IMAGE.to_owned()),
-        cache_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/ptc-sandbox")),
+        cache_dir: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/ptc-sandbox"
+        )),
         mirror: host_mirror().unwrap_or_else(|| DEFAULT_MIRROR.to_owned()),
         suite: "bookworm".to_owned(),
         uid: 65534,
@@ -49,21 +54,37 @@ async fn run() -> anyhow::Result<String> {
             "--mirror" => spec.mirror = value()?,
             "--suite" => spec.suite = value()?,
             "--print-runner-sha256" => return Ok(ptc_svc::runner::runner_sha256()),
-            other => bail!("unknown argument {other:?} (see the header of ptc-svc/src/bin/ptc-image.rs)"),
+            other => {
+                bail!("unknown argument {other:?} (see the header of ptc-svc/src/bin/ptc-image.rs)")
+            }
         }
     }
-    tracing_subscriber::fmt().with_writer(std::io::stderr).try_init().ok();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .try_init()
+        .ok();
     let docker = bollard::Docker::connect_with_defaults()
         .context("cannot reach the container engine")?
         .negotiate_version()
         .await
         .context("cannot reach the container engine")?;
     Ok(match ensure_offline_image(&docker, &spec).await? {
-        BuildResult::UpToDate => format!("{}: up to date (runner {})", spec.image, ptc_svc::runner::runner_version()),
-        BuildResult::Built { debootstrapped, seconds } => format!(
+        BuildResult::UpToDate => format!(
+            "{}: up to date (runner {})",
+            spec.image,
+            ptc_svc::runner::runner_version()
+        ),
+        BuildResult::Built {
+            debootstrapped,
+            seconds,
+        } => format!(
             "{}: built in {seconds}s{} (runner {})",
             spec.image,
-            if debootstrapped { " including debootstrap" } else { "" },
+            if debootstrapped {
+                " including debootstrap"
+            } else {
+                ""
+            },
             ptc_svc::runner::runner_version()
         ),
     })

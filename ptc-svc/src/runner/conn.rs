@@ -79,20 +79,21 @@ impl RunnerConn {
                     python_version,
                     ..
                 })) => Ok((runner_version, python_version)),
-                Some(RunnerEvent::Message(other)) => {
-                    Err(StartError::Failed(format!("unexpected first message {other:?}")))
-                }
+                Some(RunnerEvent::Message(other)) => Err(StartError::Failed(format!(
+                    "unexpected first message {other:?}"
+                ))),
                 Some(RunnerEvent::Violation(reason)) => Err(StartError::Failed(reason)),
                 Some(RunnerEvent::Closed) | None => {
                     Err(StartError::Failed("the runner exited before ready".into()))
                 }
             }
         };
-        let (runner_version, python_version) = match tokio::time::timeout(ready_timeout, ready).await {
-            Ok(result) => result,
-            Err(_) => Err(StartError::NotReady(ready_timeout)),
-        }
-        .inspect_err(|_| reader.abort())?;
+        let (runner_version, python_version) =
+            match tokio::time::timeout(ready_timeout, ready).await {
+                Ok(result) => result,
+                Err(_) => Err(StartError::NotReady(ready_timeout)),
+            }
+            .inspect_err(|_| reader.abort())?;
         let expected = super::runner_version();
         if runner_version != expected {
             reader.abort();

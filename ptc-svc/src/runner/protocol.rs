@@ -150,6 +150,9 @@ mod tests {
         }
         .to_line();
         let value: Value = serde_json::from_slice(&results).unwrap();
-        assert_eq!(value["results"][0], serde_json::json!({"seq":1,"ok":false,"error":"bad"}));
+        assert_eq!(
+            value["results"][0],
+            serde_json::json!({"seq":1,"ok":false,"error":"bad"})
+        );
     }
 }

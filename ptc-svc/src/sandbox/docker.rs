@@ -19,21 +19,50 @@ use super::{
 use crate::config::SandboxConfig;
 
 pub struct DockerSandbox {
-    docker: Docker,
+    /// The client as configured, before version negotiation.
+    base: Docker,
+    /// The negotiated client, once the engine answered (retried on every call until then).
+    negotiated: tokio::sync::RwLock<Option<Docker>>,
     config: SandboxConfig,
 }
 
 impl DockerSandbox {
-    /// Connects with bollard's defaults (`DOCKER_HOST`, else the local socket) and negotiates the
-    /// API version. Fails when the engine cannot be reached.
+    /// A client for bollard's default engine (`DOCKER_HOST`, else the local socket). Never fails
+    /// because the engine is down: that is reported by health and per request (529), and the
+    /// service recovers when the engine comes back.
     pub async fn connect(config: SandboxConfig) -> Result<Self, SandboxError> {
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        Ok(Self { docker, config })
+        let base = Docker::connect_with_defaults().map_err(unreachable)?;
+        Ok(Self::with_client(base, config).await)
     }
 
-    pub fn docker(&self) -> &Docker {
-        &self.docker
+    /// A client for a given engine socket (tests point it at an absent one).
+    pub async fn connect_unix(path: &str, config: SandboxConfig) -> Result<Self, SandboxError> {
+        let base = Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(unreachable)?;
+        Ok(Self::with_client(base, config).await)
+    }
+
+    async fn with_client(base: Docker, config: SandboxConfig) -> Self {
+        let sandbox = Self {
+            base,
+            negotiated: tokio::sync::RwLock::new(None),
+            config,
+        };
+        if let Err(error) = sandbox.client().await {
+            tracing::warn!(%error, "container engine not reachable yet");
+        }
+        sandbox
+    }
+
+    /// The client speaking the engine's API version (older engines, e.g. Docker 20.10, reject
+    /// the newest version bollard defaults to).
+    pub async fn client(&self) -> Result<Docker, SandboxError> {
+        if let Some(docker) = self.negotiated.read().await.as_ref() {
+            return Ok(docker.clone());
+        }
+        let docker = self.base.clone().negotiate_version().await.map_err(unreachable)?;
+        *self.negotiated.write().await = Some(docker.clone());
+        Ok(docker)
     }
 
     /// Pulls the image when it is missing (PTC_PULL_POLICY=if_missing, at start only).
@@ -45,7 +74,7 @@ impl DockerSandbox {
             from_image: Some(self.config.image.clone()),
             ..Default::default()
         };
-        self.docker
+        self.client().await?
             .create_image(Some(options), None, None)
             .try_collect::<Vec<_>>()
             .await
@@ -54,7 +83,7 @@ impl DockerSandbox {
     }
 
     async fn image_present(&self) -> Result<bool, SandboxError> {
-        match self.docker.inspect_image(&self.config.image).await {
+        match self.client().await?.inspect_image(&self.config.image).await {
             Ok(_) => Ok(true),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
@@ -63,7 +92,10 @@ impl DockerSandbox {
         }
     }
 
-    async fn list(&self, label: String) -> Result<Vec<(String, HashMap<String, String>)>, SandboxError> {
+    async fn list(
+        &self,
+        label: String,
+    ) -> Result<Vec<(String, HashMap<String, String>)>, SandboxError> {
         let options = ListContainersOptions {
             all: true,
             filters: Some(HashMap::from([("label".to_owned(), vec![label])])),
@@ -84,12 +116,13 @@ impl DockerSandbox {
 #[async_trait::async_trait]
 impl Sandbox for DockerSandbox {
     async fn start(&self, container: &ContainerSpec) -> Result<Started, SandboxError> {
+        let docker = self.client().await?;
         let body = spec::container_body(&self.config, container);
         let options = CreateContainerOptions {
             name: Some(container.name()),
             ..Default::default()
         };
-        let created = match self.docker.create_container(Some(options), body).await {
+        let created = match docker.create_container(Some(options), body).await {
             Ok(created) => created,
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
@@ -107,14 +140,14 @@ impl Sandbox for DockerSandbox {
             logs: false,
             ..Default::default()
         };
-        let attached = match self.docker.attach_container(&id, Some(attach)).await {
+        let attached = match docker.attach_container(&id, Some(attach)).await {
             Ok(attached) => attached,
             Err(error) => {
                 let _ = self.remove(&id).await;
                 return Err(engine(error));
             }
         };
-        if let Err(error) = self.docker.start_container(&id, None).await {
+        if let Err(error) = docker.start_container(&id, None).await {
             let _ = self.remove(&id).await;
             return Err(engine(error));
         }
@@ -137,8 +170,12 @@ impl Sandbox for DockerSandbox {
 
     async fn exit_reason(&self, engine_id: &str) -> ExitReason {
         // The output can end a moment before the engine records the exit; ask a few times.
+        let docker = match self.client().await {
+            Ok(docker) => docker,
+            Err(error) => return ExitReason::Unknown(error.to_string()),
+        };
         for _ in 0..20 {
-            match self.docker.inspect_container(engine_id, None).await {
+            match docker.inspect_container(engine_id, None).await {
                 Ok(inspect) => {
                     let state = inspect.state.unwrap_or_default();
                     if state.oom_killed == Some(true) {
@@ -161,7 +198,7 @@ impl Sandbox for DockerSandbox {
             v: true,
             ..Default::default()
         };
-        match self.docker.remove_container(engine_id, Some(options)).await {
+        match self.client().await?.remove_container(engine_id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404 | 409,
@@ -197,12 +234,18 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn health(&self) -> EngineHealth {
-        let version = match self.docker.version().await {
+        let version = match self.client().await {
+            Ok(docker) => docker.version().await.map_err(unreachable),
+            Err(error) => Err(error),
+        };
+        let version = match version {
             Ok(version) => version.version.unwrap_or_default(),
             Err(error) => {
+                // Renegotiate next time: the engine may have been replaced by another version.
+                *self.negotiated.write().await = None;
                 return EngineHealth {
                     reachable: false,
-                    error: unreachable(error).to_string(),
+                    error: error.to_string(),
                     ..Default::default()
                 };
             }

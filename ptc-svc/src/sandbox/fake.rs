@@ -63,13 +63,17 @@ impl FakeContainer {
     pub fn send_stdout(&self, text: &str) {
         let _ = self
             .output
-            .send(Ok(OutputChunk::Stdout(Bytes::copy_from_slice(text.as_bytes()))));
+            .send(Ok(OutputChunk::Stdout(Bytes::copy_from_slice(
+                text.as_bytes(),
+            ))));
     }
 
     pub fn send_stderr(&self, text: &str) {
         let _ = self
             .output
-            .send(Ok(OutputChunk::Stderr(Bytes::copy_from_slice(text.as_bytes()))));
+            .send(Ok(OutputChunk::Stderr(Bytes::copy_from_slice(
+                text.as_bytes(),
+            ))));
     }
 
     /// Ends the output as if the container exited for `reason`.
@@ -119,7 +123,11 @@ impl FakeSandbox {
         self.removed.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    fn start_python(&self, workdir: &std::path::Path, engine_id: &str) -> Result<Started, SandboxError> {
+    fn start_python(
+        &self,
+        workdir: &std::path::Path,
+        engine_id: &str,
+    ) -> Result<Started, SandboxError> {
         let command = crate::runner::container_command();
         let mut child = tokio::process::Command::new(&command[0])
             .args(&command[1..])
@@ -160,7 +168,10 @@ fn spawn_pump(
             match source.read(&mut buffer).await {
                 Ok(0) => return,
                 Ok(n) => {
-                    if sink.send(Ok(wrap(Bytes::copy_from_slice(&buffer[..n])))).is_err() {
+                    if sink
+                        .send(Ok(wrap(Bytes::copy_from_slice(&buffer[..n]))))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -227,7 +238,11 @@ impl Sandbox for FakeSandbox {
         Ok(())
     }
 
-    async fn sweep(&self, _replica_id: Option<&str>, _now_unix: i64) -> Result<usize, SandboxError> {
+    async fn sweep(
+        &self,
+        _replica_id: Option<&str>,
+        _now_unix: i64,
+    ) -> Result<usize, SandboxError> {
         Ok(0)
     }
 

@@ -56,11 +56,25 @@ async fn drive(sessions: &Sessions, session: &Arc<Session>, action: Action) -> O
     };
     let Some((mut clock, code, limits, container_id)) = snapshot else {
         drop(conn_slot);
-        return fail(sessions, session, FailureCode::Unavailable, "no execution".into(), 0).await;
+        return fail(
+            sessions,
+            session,
+            FailureCode::Unavailable,
+            "no execution".into(),
+            0,
+        )
+        .await;
     };
     let Some(conn) = conn_slot.as_mut() else {
         drop(conn_slot);
-        return fail(sessions, session, FailureCode::Unavailable, "the sandbox is gone".into(), 0).await;
+        return fail(
+            sessions,
+            session,
+            FailureCode::Unavailable,
+            "the sandbox is gone".into(),
+            0,
+        )
+        .await;
     };
     let sent = match &action {
         Action::Start => {
@@ -125,11 +139,19 @@ async fn drive(sessions: &Sessions, session: &Arc<Session>, action: Action) -> O
                 duration_ms,
                 return_value: done.return_value,
             };
-            return settle(sessions, session, OutcomeKind::Finished(finished), Phase::Idle);
+            return settle(
+                sessions,
+                session,
+                OutcomeKind::Finished(finished),
+                Phase::Idle,
+            );
         }
         SegmentEnd::TimedOut => (
             FailureCode::ExecutionTimeExceeded,
-            format!("execution time limit of {:?} exceeded", limits.execution_timeout),
+            format!(
+                "execution time limit of {:?} exceeded",
+                limits.execution_timeout
+            ),
         ),
         SegmentEnd::Exited => {
             let reason = sessions.sandbox.exit_reason(&engine_id).await;
@@ -143,9 +165,10 @@ async fn drive(sessions: &Sessions, session: &Arc<Session>, action: Action) -> O
             };
             (FailureCode::Unavailable, detail)
         }
-        SegmentEnd::Violation(reason) => {
-            (FailureCode::Unavailable, format!("runner protocol violation: {reason}"))
-        }
+        SegmentEnd::Violation(reason) => (
+            FailureCode::Unavailable,
+            format!("runner protocol violation: {reason}"),
+        ),
     };
     tracing::warn!(container = %container_id, ?code, %detail, "execution failed; closing the session");
     drop(conn_slot);
@@ -156,7 +179,11 @@ async fn drive(sessions: &Sessions, session: &Arc<Session>, action: Action) -> O
 fn settle(sessions: &Sessions, session: &Session, kind: OutcomeKind, phase: Phase) -> Outcome {
     let mut record = record_of(session);
     record.phase = phase;
-    record.touch(now_ms(), sessions.config.session_idle, sessions.max_lifetime());
+    record.touch(
+        now_ms(),
+        sessions.config.session_idle,
+        sessions.max_lifetime(),
+    );
     let outcome = Outcome {
         execution_id: record
             .execution
@@ -227,15 +254,18 @@ pub async fn close_session(sessions: &Sessions, session: &Arc<Session>, why: &st
     };
     // Idle sessions give their connection back at once; a running segment keeps it until the
     // container's removal ends its output.
-    if let Ok(mut slot) = session.conn.try_lock() {
-        if let Some(mut conn) = slot.take() {
-            conn.shutdown().await;
-        }
+    let idle_conn = session
+        .conn
+        .try_lock()
+        .ok()
+        .and_then(|mut slot| slot.take());
+    if let Some(mut conn) = idle_conn {
+        conn.shutdown().await;
     }
-    if !engine_id.is_empty() {
-        if let Err(error) = sessions.sandbox.remove(&engine_id).await {
-            tracing::warn!(container = %container_id, %error, "cannot remove the sandbox container");
-        }
+    if !engine_id.is_empty()
+        && let Err(error) = sessions.sandbox.remove(&engine_id).await
+    {
+        tracing::warn!(container = %container_id, %error, "cannot remove the sandbox container");
     }
     tracing::info!(container = %container_id, reason = why, "session closed");
 }

@@ -61,7 +61,8 @@ pub async fn run_segment(
     let mut first_call_at: Option<Instant> = None;
     let mut last_call_at = started;
     let end = loop {
-        let batch_close = first_call_at.map(|first| (first + policy.max_wait).min(last_call_at + policy.idle));
+        let batch_close =
+            first_call_at.map(|first| (first + policy.max_wait).min(last_call_at + policy.idle));
         let wake = batch_close.map_or(deadline, |close| close.min(deadline));
         let event = tokio::select! {
             event = conn.next() => event,
@@ -109,13 +110,19 @@ pub async fn run_segment(
                 ..
             }) => {
                 // A report that crossed our own batch timer describes an older state: ignore it.
-                if execution_id == clock.execution_id && !batch.is_empty() && calls == clock.calls_made {
+                if execution_id == clock.execution_id
+                    && !batch.is_empty()
+                    && calls == clock.calls_made
+                {
                     break SegmentEnd::Paused(std::mem::take(&mut batch));
                 }
             }
             RunnerEvent::Message(RunnerMessage::Done(done)) => {
                 if done.execution_id != clock.execution_id {
-                    break SegmentEnd::Violation(format!("done for execution {}", done.execution_id));
+                    break SegmentEnd::Violation(format!(
+                        "done for execution {}",
+                        done.execution_id
+                    ));
                 }
                 break SegmentEnd::Done(done);
             }

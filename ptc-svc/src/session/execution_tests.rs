@@ -92,7 +92,10 @@ async fn without_blocked_the_idle_timer_closes_the_batch() {
     assert!(matches!(end, SegmentEnd::Paused(ref calls) if calls.len() == 1));
     assert_eq!(started.elapsed(), Duration::from_millis(30));
     // A stale blocked report (calls = 1) arriving in the next segment is ignored.
-    container.send_stdout(&format!("{}\n", json!({"type":"blocked","v":1,"execution_id":"e1","calls":1})));
+    container.send_stdout(&format!(
+        "{}\n",
+        json!({"type":"blocked","v":1,"execution_id":"e1","calls":1})
+    ));
     container.send_stdout(&call(2));
     let end = run_segment(&mut conn, &mut clock, POLICY, &mut ids()).await;
     assert!(matches!(end, SegmentEnd::Paused(ref calls) if calls.len() == 1 && calls[0].seq == 2));
@@ -117,11 +120,17 @@ async fn the_clock_stops_between_segments() {
     let runner = async {
         tokio::time::sleep(Duration::from_millis(600)).await;
         container.send_stdout(&call(1));
-        container.send_stdout(&format!("{}\n", json!({"type":"blocked","v":1,"execution_id":"e1","calls":1})));
+        container.send_stdout(&format!(
+            "{}\n",
+            json!({"type":"blocked","v":1,"execution_id":"e1","calls":1})
+        ));
         container
     };
     let mut next_id = ids();
-    let (end, container) = tokio::join!(run_segment(&mut conn, &mut clock, POLICY, &mut next_id), runner);
+    let (end, container) = tokio::join!(
+        run_segment(&mut conn, &mut clock, POLICY, &mut next_id),
+        runner
+    );
     assert!(matches!(end, SegmentEnd::Paused(_)));
     assert_eq!(clock.used, Duration::from_millis(600));
     tokio::time::sleep(Duration::from_secs(120)).await;

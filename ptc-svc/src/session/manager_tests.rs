@@ -8,7 +8,9 @@ use super::*;
 use crate::config::Config;
 use crate::sandbox::ExitReason;
 use crate::sandbox::fake::{FakeContainer, FakeSandbox};
-use crate::session::{FailureCode, OutcomeKind, ToolCall};
+use crate::session::{
+    FailureCode, Outcome, OutcomeKind, Phase, QueuedExecution, StoredRound, ToolCall, now_ms,
+};
 
 const KEY: &str = "key-1";
 
@@ -81,7 +83,12 @@ print([type(x).__name__ + ":" + str(x) for x in r])
 raise RuntimeError("boom")
 "#;
     let outcome = sessions
-        .execute(&id, KEY, code("srvtoolu_1", source, &["get_weather", "query"]), vec![])
+        .execute(
+            &id,
+            KEY,
+            code("srvtoolu_1", source, &["get_weather", "query"]),
+            vec![],
+        )
         .await
         .unwrap();
     let calls = paused(&outcome);
@@ -94,13 +101,25 @@ raise RuntimeError("boom")
     assert_eq!(record.execution.as_ref().unwrap().pending, calls);
 
     let outcome = sessions
-        .deliver(&id, KEY, "srvtoolu_1", vec![(calls[0].id.clone(), false, "sunny".into())])
+        .deliver(
+            &id,
+            KEY,
+            "srvtoolu_1",
+            vec![(calls[0].id.clone(), false, "sunny".into())],
+        )
         .await
         .unwrap();
     let batch = paused(&outcome);
     assert_eq!(batch.len(), 3, "asyncio.gather yields one batch");
     let regions: Vec<&str> = batch.iter().map(|c| c.arguments_json.as_str()).collect();
-    assert_eq!(regions, [r#"{"region":"West"}"#, r#"{"region":"East"}"#, r#"{"region":"Central"}"#]);
+    assert_eq!(
+        regions,
+        [
+            r#"{"region":"West"}"#,
+            r#"{"region":"East"}"#,
+            r#"{"region":"Central"}"#
+        ]
+    );
 
     // Answers in reverse order; the middle one is an error.
     let answers = vec![
@@ -108,15 +127,26 @@ raise RuntimeError("boom")
         (batch[1].id.clone(), true, "east is down".into()),
         (batch[0].id.clone(), false, "W=1".into()),
     ];
-    let outcome = sessions.deliver(&id, KEY, "srvtoolu_1", answers).await.unwrap();
+    let outcome = sessions
+        .deliver(&id, KEY, "srvtoolu_1", answers)
+        .await
+        .unwrap();
     let done = finished(&outcome);
     assert_eq!(
         done.stdout,
         "weather: sunny\n['str:W=1', 'ToolError:east is down', 'str:C=3']\n"
     );
     assert_eq!(done.return_code, 1);
-    assert!(done.stderr.contains("RuntimeError: boom"), "{}", done.stderr);
-    assert!(done.stderr.contains("File \"<code>\", line 6"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("RuntimeError: boom"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("File \"<code>\", line 6"),
+        "{}",
+        done.stderr
+    );
     assert!(!done.stderr.contains("ptc-runner"), "{}", done.stderr);
     assert_eq!(sessions.get(&id, KEY).unwrap().phase, Phase::Idle);
 }
@@ -127,14 +157,26 @@ async fn results_must_match_the_batch_exactly_and_are_never_delivered_twice() {
     let id = container_id(2);
     sessions.create(new_session(2, KEY)).await.unwrap();
     let source = "a, b = await asyncio.gather(t(n=1), t(n=2))\nprint(a, b)";
-    let batch = paused(&sessions.execute(&id, KEY, code("srvtoolu_2", source, &["t"]), vec![]).await.unwrap());
+    let batch = paused(
+        &sessions
+            .execute(&id, KEY, code("srvtoolu_2", source, &["t"]), vec![])
+            .await
+            .unwrap(),
+    );
     assert_eq!(batch.len(), 2);
 
     let missing = sessions
-        .deliver(&id, KEY, "srvtoolu_2", vec![(batch[0].id.clone(), false, "x".into())])
+        .deliver(
+            &id,
+            KEY,
+            "srvtoolu_2",
+            vec![(batch[0].id.clone(), false, "x".into())],
+        )
         .await
         .unwrap_err();
-    assert!(matches!(missing, SessionError::ResultsMismatch { ref missing, .. } if *missing == vec![batch[1].id.clone()]));
+    assert!(
+        matches!(missing, SessionError::ResultsMismatch { ref missing, .. } if *missing == vec![batch[1].id.clone()])
+    );
     let duplicated = sessions
         .deliver(
             &id,
@@ -144,29 +186,49 @@ async fn results_must_match_the_batch_exactly_and_are_never_delivered_twice() {
                 (batch[0].id.clone(), false, "x".into()),
                 (batch[0].id.clone(), false, "y".into()),
                 (batch[1].id.clone(), false, "z".into()),
-                ("toolu_ptc_000000000000000000000000".into(), false, "?".into()),
+                (
+                    "toolu_ptc_000000000000000000000000".into(),
+                    false,
+                    "?".into(),
+                ),
             ],
         )
         .await
         .unwrap_err();
-    assert!(matches!(duplicated, SessionError::ResultsMismatch { ref duplicated, ref unknown, .. }
-        if duplicated.len() == 1 && unknown.len() == 1));
+    assert!(
+        matches!(duplicated, SessionError::ResultsMismatch { ref duplicated, ref unknown, .. }
+        if duplicated.len() == 1 && unknown.len() == 1)
+    );
     // The batch is intact: a correct retry works, and a repeat gets the same outcome.
     let answers = vec![
         (batch[1].id.clone(), false, "two".into()),
         (batch[0].id.clone(), false, "one".into()),
     ];
-    let first = sessions.deliver(&id, KEY, "srvtoolu_2", answers.clone()).await.unwrap();
+    let first = sessions
+        .deliver(&id, KEY, "srvtoolu_2", answers.clone())
+        .await
+        .unwrap();
     assert_eq!(finished(&first).stdout, "one two\n");
     assert!(!first.replayed);
-    let again = sessions.deliver(&id, KEY, "srvtoolu_2", answers).await.unwrap();
+    let again = sessions
+        .deliver(&id, KEY, "srvtoolu_2", answers)
+        .await
+        .unwrap();
     assert!(again.replayed);
     assert_eq!(again.kind, first.kind);
     // Execute with the same id replays too; a new execution sees a fresh namespace.
-    let replay = sessions.execute(&id, KEY, code("srvtoolu_2", source, &["t"]), vec![]).await.unwrap();
+    let replay = sessions
+        .execute(&id, KEY, code("srvtoolu_2", source, &["t"]), vec![])
+        .await
+        .unwrap();
     assert!(replay.replayed);
     let fresh = sessions
-        .execute(&id, KEY, code("srvtoolu_3", "print('a' in dir())", &[]), vec![])
+        .execute(
+            &id,
+            KEY,
+            code("srvtoolu_3", "print('a' in dir())", &[]),
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(finished(&fresh).stdout, "False\n");
@@ -177,9 +239,15 @@ async fn state_checks_keys_and_queue() {
     let (sessions, _dir) = python_sessions(&[]);
     let id = container_id(3);
     sessions.create(new_session(3, KEY)).await.unwrap();
-    assert_eq!(sessions.get(&id, "other-key").unwrap_err(), SessionError::NotFound);
     assert_eq!(
-        sessions.create(new_session(3, "other-key")).await.unwrap_err(),
+        sessions.get(&id, "other-key").unwrap_err(),
+        SessionError::NotFound
+    );
+    assert_eq!(
+        sessions
+            .create(new_session(3, "other-key"))
+            .await
+            .unwrap_err(),
         SessionError::AlreadyExists
     );
     let (_, created) = sessions.create(new_session(3, KEY)).await.unwrap();
@@ -187,21 +255,40 @@ async fn state_checks_keys_and_queue() {
     let queued = vec![code("srvtoolu_b", "print(2)", &[])];
     let batch = paused(
         &sessions
-            .execute(&id, KEY, code("srvtoolu_a", "print(await t())", &["t"]), queued.clone())
+            .execute(
+                &id,
+                KEY,
+                code("srvtoolu_a", "print(await t())", &["t"]),
+                queued.clone(),
+            )
             .await
             .unwrap(),
     );
     assert_eq!(sessions.get(&id, KEY).unwrap().queue, queued);
-    let busy = sessions.execute(&id, KEY, code("srvtoolu_b", "print(2)", &[]), vec![]).await.unwrap_err();
+    let busy = sessions
+        .execute(&id, KEY, code("srvtoolu_b", "print(2)", &[]), vec![])
+        .await
+        .unwrap_err();
     assert_eq!(busy, SessionError::PendingCalls(vec![batch[0].id.clone()]));
-    let wrong = sessions.deliver(&id, KEY, "srvtoolu_x", vec![]).await.unwrap_err();
+    let wrong = sessions
+        .deliver(&id, KEY, "srvtoolu_x", vec![])
+        .await
+        .unwrap_err();
     assert!(matches!(wrong, SessionError::WrongExecution(_)));
     let outcome = sessions
-        .deliver(&id, KEY, "srvtoolu_a", vec![(batch[0].id.clone(), false, "ok".into())])
+        .deliver(
+            &id,
+            KEY,
+            "srvtoolu_a",
+            vec![(batch[0].id.clone(), false, "ok".into())],
+        )
         .await
         .unwrap();
     assert_eq!(finished(&outcome).stdout, "ok\n");
-    let second = sessions.execute(&id, KEY, queued[0].clone(), vec![]).await.unwrap();
+    let second = sessions
+        .execute(&id, KEY, queued[0].clone(), vec![])
+        .await
+        .unwrap();
     assert_eq!(finished(&second).stdout, "2\n");
     assert!(sessions.get(&id, KEY).unwrap().queue.is_empty());
     assert!(sessions.close(&id, KEY).await.unwrap());
@@ -227,12 +314,20 @@ async fn capacity_per_replica_and_per_key() {
     ));
     assert_eq!(sessions.active_sessions(), 2);
     assert!(matches!(
-        sessions.create(NewSession { container_id: "container_BAD".into(), ..new_session(14, "d") }).await,
+        sessions
+            .create(NewSession {
+                container_id: "container_BAD".into(),
+                ..new_session(14, "d")
+            })
+            .await,
         Err(SessionError::InvalidArgument(_))
     ));
     sessions.drain().await;
     assert_eq!(sessions.active_sessions(), 0);
-    assert!(matches!(sessions.create(new_session(15, "e")).await, Err(SessionError::Unavailable(_))));
+    assert!(matches!(
+        sessions.create(new_session(15, "e")).await,
+        Err(SessionError::Unavailable(_))
+    ));
 }
 
 #[tokio::test]
@@ -246,7 +341,12 @@ async fn idle_sessions_expire_and_rounds_replay() {
         let id = id.clone();
         tokio::spawn(async move {
             sessions
-                .get_round(&id, KEY, vec!["toolu_ptc_a".into(), "toolu_ptc_b".into()], Duration::from_secs(5))
+                .get_round(
+                    &id,
+                    KEY,
+                    vec!["toolu_ptc_a".into(), "toolu_ptc_b".into()],
+                    Duration::from_secs(5),
+                )
                 .await
         })
     };
@@ -260,15 +360,36 @@ async fn idle_sessions_expire_and_rounds_replay() {
     sessions.store_round(&id, KEY, round).unwrap();
     let found = waiter.await.unwrap().unwrap().unwrap();
     assert_eq!(found.response, b"{\"id\":\"msg_1\"}");
-    assert!(sessions.get_round(&id, KEY, vec!["toolu_ptc_a".into()], Duration::ZERO).await.unwrap().is_none());
+    assert!(
+        sessions
+            .get_round(&id, KEY, vec!["toolu_ptc_a".into()], Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(sessions.get(&id, KEY).unwrap_err(), SessionError::NotFound, "expired");
+    assert_eq!(
+        sessions.get(&id, KEY).unwrap_err(),
+        SessionError::NotFound,
+        "expired"
+    );
     sessions.sweep_expired().await;
     let record = record_of(&sessions.all()[0]).clone();
     assert_eq!(record.phase, Phase::Closed);
     // The stored round outlives the session for replays.
-    assert!(sessions.get_round(&id, KEY, vec!["toolu_ptc_a".into(), "toolu_ptc_b".into()], Duration::ZERO).await.unwrap().is_some());
+    assert!(
+        sessions
+            .get_round(
+                &id,
+                KEY,
+                vec!["toolu_ptc_a".into(), "toolu_ptc_b".into()],
+                Duration::ZERO
+            )
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn scripted(pairs: &[(&str, &str)]) -> (Arc<Sessions>, Arc<FakeSandbox>, FakeContainer) {
@@ -292,18 +413,37 @@ async fn a_runaway_execution_times_out_and_closes_the_session() {
     let running = {
         let sessions = Arc::clone(&sessions);
         let id = id.clone();
-        tokio::spawn(async move { sessions.execute(&id, KEY, code("srvtoolu_t", "while True: pass", &[]), vec![]).await })
+        tokio::spawn(async move {
+            sessions
+                .execute(
+                    &id,
+                    KEY,
+                    code("srvtoolu_t", "while True: pass", &[]),
+                    vec![],
+                )
+                .await
+        })
     };
     let execute = container.read_message().await.unwrap();
     assert_eq!(execute["type"], "execute");
     assert_eq!(execute["code"], "while True: pass");
     let outcome = running.await.unwrap().unwrap();
-    assert!(matches!(outcome.kind, OutcomeKind::Failed { code: FailureCode::ExecutionTimeExceeded, duration_ms: 2000, .. }));
+    assert!(matches!(
+        outcome.kind,
+        OutcomeKind::Failed {
+            code: FailureCode::ExecutionTimeExceeded,
+            duration_ms: 2000,
+            ..
+        }
+    ));
     assert!(outcome.session_closed);
     assert_eq!(sandbox.removed().len(), 1);
     assert_eq!(sessions.get(&id, KEY).unwrap_err(), SessionError::NotFound);
     // A retry of the same call still gets the outcome.
-    let replay = sessions.execute(&id, KEY, code("srvtoolu_t", "", &[]), vec![]).await.unwrap();
+    let replay = sessions
+        .execute(&id, KEY, code("srvtoolu_t", "", &[]), vec![])
+        .await
+        .unwrap();
     assert!(replay.replayed && replay.session_closed);
 }
 
@@ -314,23 +454,45 @@ async fn an_oom_kill_is_reported_as_unavailable() {
     let running = {
         let sessions = Arc::clone(&sessions);
         let id = id.clone();
-        tokio::spawn(async move { sessions.execute(&id, KEY, code("srvtoolu_m", "x = b'a' * 2**40", &[]), vec![]).await })
+        tokio::spawn(async move {
+            sessions
+                .execute(
+                    &id,
+                    KEY,
+                    code("srvtoolu_m", "x = b'a' * 2**40", &[]),
+                    vec![],
+                )
+                .await
+        })
     };
     container.read_message().await.unwrap();
     container.send_stdout(&format!("{}\n", json!({"type":"tool_call","v":1,"execution_id":"srvtoolu_m","seq":1,"tool":"nope","arguments":{}})));
     let outcome = running.await.unwrap().unwrap();
-    assert!(matches!(outcome.kind, OutcomeKind::Failed { code: FailureCode::Unavailable, ref detail, .. } if detail.contains("protocol violation")));
+    assert!(
+        matches!(outcome.kind, OutcomeKind::Failed { code: FailureCode::Unavailable, ref detail, .. } if detail.contains("protocol violation"))
+    );
 
     let (sessions, _sandbox, mut container) = scripted(&[]).await;
     let running = {
         let sessions = Arc::clone(&sessions);
         let id = id.clone();
-        tokio::spawn(async move { sessions.execute(&id, KEY, code("srvtoolu_m", "x = b'a' * 2**40", &[]), vec![]).await })
+        tokio::spawn(async move {
+            sessions
+                .execute(
+                    &id,
+                    KEY,
+                    code("srvtoolu_m", "x = b'a' * 2**40", &[]),
+                    vec![],
+                )
+                .await
+        })
     };
     container.read_message().await.unwrap();
     container.exit(ExitReason::OutOfMemory);
     let outcome = running.await.unwrap().unwrap();
-    assert!(matches!(outcome.kind, OutcomeKind::Failed { code: FailureCode::Unavailable, ref detail, .. } if detail.contains("out of memory")));
+    assert!(
+        matches!(outcome.kind, OutcomeKind::Failed { code: FailureCode::Unavailable, ref detail, .. } if detail.contains("out of memory"))
+    );
 }
 
 #[tokio::test]
@@ -356,17 +518,33 @@ except ToolError as e:
 print(a, b)
 return {"a": a}
 "#;
-    let first = sessions.execute(&id, KEY, code("srvtoolu_s", source, &["get-data"]), vec![]).await.unwrap();
+    let first = sessions
+        .execute(&id, KEY, code("srvtoolu_s", source, &["get-data"]), vec![])
+        .await
+        .unwrap();
     let call = paused(&first);
-    assert_eq!((call[0].tool.as_str(), call[0].arguments_json.as_str()), ("get-data", r#"{"n":1}"#));
+    assert_eq!(
+        (call[0].tool.as_str(), call[0].arguments_json.as_str()),
+        ("get-data", r#"{"n":1}"#)
+    );
     let second = sessions
-        .deliver(&id, KEY, "srvtoolu_s", vec![(call[0].id.clone(), false, "one".into())])
+        .deliver(
+            &id,
+            KEY,
+            "srvtoolu_s",
+            vec![(call[0].id.clone(), false, "one".into())],
+        )
         .await
         .unwrap();
     let call = paused(&second);
     assert_eq!(call[0].seq, 2);
     let done = sessions
-        .deliver(&id, KEY, "srvtoolu_s", vec![(call[0].id.clone(), false, "two".into())])
+        .deliver(
+            &id,
+            KEY,
+            "srvtoolu_s",
+            vec![(call[0].id.clone(), false, "two".into())],
+        )
         .await
         .unwrap();
     let done = finished(&done);
@@ -378,16 +556,30 @@ return {"a": a}
     assert_eq!(done.return_code, 0, "{}", done.stderr);
 
     let exits = sessions
-        .execute(&id, KEY, code("srvtoolu_e", "import sys\nprint('bye')\nsys.exit(4)", &[]), vec![])
+        .execute(
+            &id,
+            KEY,
+            code("srvtoolu_e", "import sys\nprint('bye')\nsys.exit(4)", &[]),
+            vec![],
+        )
         .await
         .unwrap();
     let exits = finished(&exits);
     assert_eq!((exits.stdout.as_str(), exits.return_code), ("bye\n", 4));
     let syntax = sessions
-        .execute(&id, KEY, code("srvtoolu_x", "print(1)\nthis is not python", &[]), vec![])
+        .execute(
+            &id,
+            KEY,
+            code("srvtoolu_x", "print(1)\ndef (:", &[]),
+            vec![],
+        )
         .await
         .unwrap();
     let syntax = finished(&syntax);
     assert_eq!(syntax.return_code, 1);
-    assert!(syntax.stderr.contains("SyntaxError") && syntax.stderr.contains("line 2"), "{}", syntax.stderr);
+    assert!(
+        syntax.stderr.contains("SyntaxError") && syntax.stderr.contains("line 2"),
+        "{}",
+        syntax.stderr
+    );
 }

@@ -5,7 +5,9 @@
 
 pub mod drive;
 pub mod execution;
+pub mod lifecycle;
 pub mod manager;
+pub mod run;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -183,7 +185,7 @@ pub fn millis(duration: Duration) -> i64 {
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| millis(elapsed))
+        .map_or(0, millis)
 }
 
 /// `toolu_ptc_` + 24 lowercase hex (96 random bits).
@@ -221,7 +223,11 @@ mod tests {
     fn ids_and_times_have_the_spec_shape() {
         let id = new_call_id();
         assert_eq!(id.len(), "toolu_ptc_".len() + 24);
-        assert!(id["toolu_ptc_".len()..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            id["toolu_ptc_".len()..]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_ne!(new_call_id(), id);
         assert_eq!(rfc3339(1_795_626_245), "2026-11-25T17:04:05Z");
         assert_eq!(with_truncation("ab".into(), 0), "ab");

@@ -2,7 +2,13 @@
 //! image (in CI a missing one fails the test, elsewhere it skips with a notice), start ptc-svc
 //! in-process on an ephemeral loopback port, and talk to it through the generated gRPC client.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,7 +62,10 @@ pub async fn docker() -> Option<Docker> {
 pub fn config(pairs: &[(&str, &str)]) -> Config {
     let mut map: HashMap<String, String> = HashMap::from([
         ("PTC_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        ("PTC_REPLICA_ID".to_owned(), format!("test-{}", random_suffix(10))),
+        (
+            "PTC_REPLICA_ID".to_owned(),
+            format!("test-{}", random_suffix(10)),
+        ),
         ("PTC_IMAGE".to_owned(), image()),
         ("LOG_LEVEL".to_owned(), "warn".to_owned()),
     ]);
@@ -78,9 +87,17 @@ pub async fn start(pairs: &[(&str, &str)]) -> Server {
 }
 
 pub async fn start_on(listener: tokio::net::TcpListener, config: Config) -> Server {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".to_owned()))
+        .with_test_writer()
+        .try_init();
     let replica_id = config.replica_id.clone();
-    let sandbox = DockerSandbox::connect(config.sandbox.clone()).await.unwrap();
-    let running = server::serve(listener, config, Arc::new(sandbox)).await.unwrap();
+    let sandbox = DockerSandbox::connect(config.sandbox.clone())
+        .await
+        .unwrap();
+    let running = server::serve(listener, config, Arc::new(sandbox))
+        .await
+        .unwrap();
     let client = PtcClient::connect(format!("http://{}", running.local_addr))
         .await
         .unwrap();
@@ -194,7 +211,10 @@ pub async fn run_once(server: &mut Server, code: &str) -> (String, pb::Outcome) 
 }
 
 /// The engine's view of a session's container (None once removed).
-pub async fn engine_container(docker: &Docker, container_id: &str) -> Option<bollard::models::ContainerInspectResponse> {
+pub async fn engine_container(
+    docker: &Docker,
+    container_id: &str,
+) -> Option<bollard::models::ContainerInspectResponse> {
     docker
         .inspect_container(&format!("ptc-{container_id}"), None)
         .await

@@ -1,3 +1,5 @@
+//! Every admin route through `tower::ServiceExt::oneshot`: auth, lifecycle, bad input, usage.
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub relay: Relay,
     pub metrics: PrometheusHandle,
     pub readiness: Readiness,
+    /// `/admin/v1/...` (built by `keys::wire`), served behind the same request-id layer.
+    pub admin: Router,
 }
 
 /// Every HTTP route and layer, in order. gRPC services are merged in by `serve`.
@@ -88,6 +90,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(health::metrics).fallback(context::method_not_allowed),
         )
         .merge(v1)
+        .route_service("/admin/{*rest}", state.admin.clone())
         .fallback(context::not_found)
         // Bodies are read with our own limit so an oversize body gets the Anthropic 413.
         .layer(DefaultBodyLimit::disable())

@@ -1,6 +1,9 @@
 //! The master key as the only valid key: SHA-256 of the presented key compared in constant time
 //! with the hash of the configured one. No key configured means every key is refused.
 
+/// The key id granted to the master key (the admin API trusts it from the gateway).
+pub const MASTER_KEY_ID: &str = "master";
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -30,7 +33,7 @@ impl KeyVerifier for MasterKeyVerifier {
         let presented: [u8; 32] = Sha256::digest(presented_key.as_bytes()).into();
         if bool::from(presented.ct_eq(expected)) {
             Ok(Verdict::Allowed(KeyGrant {
-                key_id: "master".to_owned(),
+                key_id: MASTER_KEY_ID.to_owned(),
                 tier: Tier::Default,
                 requests_per_minute: 0,
                 tokens_per_minute: 0,

@@ -8,7 +8,7 @@ mod service;
 
 use std::time::Duration;
 
-pub use master::MasterKeyVerifier;
+pub use master::{MASTER_KEY_ID, MasterKeyVerifier};
 pub use service::{AuthService, auth_service};
 
 /// Service tier of a key (spec 10.6).

@@ -14,8 +14,7 @@ use super::store::KeyStore;
 use crate::auth::{self, Denial, KeyGrant, KeyVerifier, MasterKeyVerifier, Verdict, VerifyError};
 use crate::pricing::nanos_to_usd;
 
-/// The key id `MasterKeyVerifier` grants to the master key.
-pub const MASTER_KEY_ID: &str = "master";
+pub use crate::auth::MASTER_KEY_ID;
 
 /// The filter's cache TTL for a key that has spent 90 % of its budget, to bound the overshoot.
 const NEAR_BUDGET_FILTER_TTL: Duration = Duration::from_secs(1);
@@ -34,6 +33,11 @@ fn tier_of(tier: Tier) -> auth::Tier {
         Tier::Priority => auth::Tier::Priority,
         Tier::Reserved => auth::Tier::Reserved,
     }
+}
+
+/// 90 % of the budget spent.
+fn near_budget(spent_nanos: u64, budget_nanos: u64) -> bool {
+    spent_nanos.saturating_mul(10) >= budget_nanos.saturating_mul(9)
 }
 
 fn budget_message(budget_nanos: u64, spent_nanos: u64, today: Date) -> String {
@@ -99,7 +103,7 @@ impl Verifier {
         let today = Date::of(now);
         let month = today.month_label();
         let at = rfc3339_millis(now);
-        let mut near_budget = false;
+        let mut near = false;
         if let Some(budget) = record.budget_nanos() {
             let spent = self.store.month_spend(&record.id, &month).await?.cost_nanos;
             if spent >= budget {
@@ -111,7 +115,7 @@ impl Verifier {
                     budget, spent, today,
                 ))));
             }
-            near_budget = spent.saturating_mul(10) >= budget.saturating_mul(9);
+            near = near_budget(spent, budget);
         }
         if record.status == KeyStatus::BudgetExceeded {
             self.set_status(record, KeyStatus::Active, None, &at).await;
@@ -121,7 +125,7 @@ impl Verifier {
             tier: tier_of(record.settings.tier),
             requests_per_minute: record.settings.requests_per_minute,
             tokens_per_minute: record.settings.tokens_per_minute,
-            cache_ttl: near_budget.then_some(NEAR_BUDGET_FILTER_TTL),
+            cache_ttl: near.then_some(NEAR_BUDGET_FILTER_TTL),
         }))
     }
 
@@ -194,6 +198,8 @@ impl Verifier {
                     }
                 }
             }
+            // Near the budget: recompute at the next check, which grants with the short filter TTL.
+            Ok(spend) if near_budget(spend.cost_nanos, budget) => self.cache.invalidate_key(key_id),
             Ok(_) => {}
             Err(e) => tracing::warn!(%key_id, error = %e, "cannot read the key's monthly spend"),
         }

@@ -1,3 +1,5 @@
+//! Cost arithmetic, price lookup and tier multipliers.
+
 use super::*;
 
 fn tokens(input: u64, output: u64) -> Tokens {

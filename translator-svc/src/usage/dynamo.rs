@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use rand::Rng;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -257,7 +257,8 @@ impl Writer {
             r.tier.as_deref(),
             &tokens,
         );
-        if cost.is_none() {
+        let priced = cost.is_some();
+        if !priced {
             metrics::counter!("translator_usage_unpriced_total", "model" => r.resolved_model.clone()).increment(1);
         }
         let cost = cost.unwrap_or(0);
@@ -273,10 +274,7 @@ impl Writer {
             ("resolved_model".into(), s(&r.resolved_model)),
             ("api".into(), s(r.api)),
             ("tier".into(), s(r.tier.as_deref().unwrap_or("default"))),
-            (
-                "stream".into(),
-                aws_sdk_dynamodb::types::AttributeValue::Bool(r.stream),
-            ),
+            ("stream".into(), AttributeValue::Bool(r.stream)),
             ("status".into(), s(r.outcome.label())),
             ("input_tokens".into(), n(tokens.input)),
             ("output_tokens".into(), n(tokens.output)),
@@ -285,12 +283,7 @@ impl Writer {
             ("cache_write_1h_tokens".into(), n(tokens.cache_write_1h)),
             ("latency_ms".into(), n(r.latency.as_millis())),
             ("cost_nanos".into(), n(cost)),
-            (
-                "priced".into(),
-                aws_sdk_dynamodb::types::AttributeValue::Bool(
-                    cost > 0 || tokens == Tokens::default(),
-                ),
-            ),
+            ("priced".into(), AttributeValue::Bool(priced)),
         ]);
         if let Some(ttft) = r.time_to_first_token {
             item.insert("ttft_ms".into(), n(ttft.as_millis()));

@@ -1,3 +1,6 @@
+//! The usage sink against the embedded store: exact counters under concurrency, idempotent
+//! retries, billing of disconnected clients, and a store that fails or is gone.
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -165,6 +168,18 @@ async fn tier_and_unknown_models_are_priced_as_configured() {
     let spend = h.wired.store.month_spend("key_t", "2026-11").await.unwrap();
     // Flex at half of $3 for 1M input tokens; the unpriced model costs 0 but is counted.
     assert_eq!((spend.requests, spend.cost_nanos), (2, 1_500_000_000));
+    let items = scan(&h.wired.dynamo, &h.wired.dynamo.tables.usage).await;
+    let priced = |request_id: &str| {
+        let item = requests_of(&items)
+            .into_iter()
+            .find(|i| crate::keys::item::get_s(i, "request_id").as_deref() == Some(request_id))
+            .expect("usage item");
+        crate::keys::item::get_bool(item, "priced")
+    };
+    assert_eq!(
+        (priced("req_flex"), priced("req_qwen")),
+        (Some(true), Some(false))
+    );
     assert_eq!(
         h.wired
             .store

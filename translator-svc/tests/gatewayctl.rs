@@ -1,6 +1,4 @@
 //! `gatewayctl` against a running admin API (embedded store in memory, loopback port 0).
-//! STAGED: move to `translator-svc/tests/gatewayctl.rs` once `lib.rs` exports `admin`, `keys`
-//! and `pricing` (nothing compiles this file where it is now).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
