@@ -23,9 +23,11 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(&config)?;
-    let sandbox = DockerSandbox::connect(config.sandbox.clone()).await?;
-    if config.sandbox.pull_policy == PullPolicy::IfMissing {
-        sandbox.pull_if_missing().await?;
+    let sandbox = DockerSandbox::connect(config.sandbox.clone()).await;
+    if config.sandbox.pull_policy == PullPolicy::IfMissing
+        && let Err(error) = sandbox.pull_if_missing().await
+    {
+        tracing::warn!(%error, image = %config.sandbox.image, "cannot pull the sandbox image");
     }
     // A missing image is reported by /health/ptc and per request; it does not stop the service,
     // so an operator can load the image without a restart.

@@ -97,9 +97,11 @@ pub async fn state(
     let keys = keys::wire(&config.keys).await?;
     let config = Arc::new(config);
     let models = model_table(&config)?.with_overrides(keys.model_source.model_overrides().await);
+    let policies: Arc<dyn keys::KeyPolicies> = keys.verifier.clone();
     let relay = Relay::new(
         config.clone(),
         models,
+        policies,
         beta_policy(&config)?,
         bedrock,
         keys.usage_sink.clone(),
@@ -113,7 +115,32 @@ pub async fn state(
         readiness: Readiness::default(),
         admin: keys.admin_router.clone(),
     });
+    spawn_model_refresh(&state, &keys);
     Ok((state, grpc, keys))
+}
+
+/// Re-read operator model entries every `STORE_REFRESH_SECS` (spec 6.1: cached at most 30 s), so
+/// mapping edits through the admin API reach every replica without a restart.
+fn spawn_model_refresh(state: &Arc<AppState>, keys: &keys::Wired) {
+    let weak = Arc::downgrade(state);
+    let source = keys.model_source.clone();
+    let period = state.config.keys.refresh_interval;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            match model_table(&state.config) {
+                Ok(table) => state
+                    .relay
+                    .set_models(table.with_overrides(source.model_overrides().await)),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot rebuild the model table")
+                }
+            }
+        }
+    });
 }
 
 /// A service running on a background task (tests, and `main` through `serve`).

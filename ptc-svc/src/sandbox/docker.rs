@@ -18,33 +18,35 @@ use super::{
 };
 use crate::config::SandboxConfig;
 
+type Connect = Box<dyn Fn() -> Result<Docker, BollardError> + Send + Sync>;
+
 pub struct DockerSandbox {
-    /// The client as configured, before version negotiation.
-    base: Docker,
+    /// Makes a client; bollard checks a unix socket exists when connecting, so this is retried
+    /// until the engine is there.
+    connect: Connect,
     /// The negotiated client, once the engine answered (retried on every call until then).
     negotiated: tokio::sync::RwLock<Option<Docker>>,
     config: SandboxConfig,
 }
 
 impl DockerSandbox {
-    /// A client for bollard's default engine (`DOCKER_HOST`, else the local socket). Never fails
-    /// because the engine is down: that is reported by health and per request (529), and the
-    /// service recovers when the engine comes back.
-    pub async fn connect(config: SandboxConfig) -> Result<Self, SandboxError> {
-        let base = Docker::connect_with_defaults().map_err(unreachable)?;
-        Ok(Self::with_client(base, config).await)
+    /// bollard's default engine (`DOCKER_HOST`, else the local socket). Never fails because the
+    /// engine is down: that is reported by health and per request (529), and the service
+    /// recovers when the engine comes back.
+    pub async fn connect(config: SandboxConfig) -> Self {
+        Self::with_connect(Box::new(Docker::connect_with_defaults), config).await
     }
 
-    /// A client for a given engine socket (tests point it at an absent one).
-    pub async fn connect_unix(path: &str, config: SandboxConfig) -> Result<Self, SandboxError> {
-        let base = Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
-            .map_err(unreachable)?;
-        Ok(Self::with_client(base, config).await)
+    /// A given engine socket (tests point it at an absent one).
+    pub async fn connect_unix(path: &str, config: SandboxConfig) -> Self {
+        let path = path.to_owned();
+        let connect = move || Docker::connect_with_unix(&path, 120, bollard::API_DEFAULT_VERSION);
+        Self::with_connect(Box::new(connect), config).await
     }
 
-    async fn with_client(base: Docker, config: SandboxConfig) -> Self {
+    async fn with_connect(connect: Connect, config: SandboxConfig) -> Self {
         let sandbox = Self {
-            base,
+            connect,
             negotiated: tokio::sync::RwLock::new(None),
             config,
         };
@@ -60,7 +62,11 @@ impl DockerSandbox {
         if let Some(docker) = self.negotiated.read().await.as_ref() {
             return Ok(docker.clone());
         }
-        let docker = self.base.clone().negotiate_version().await.map_err(unreachable)?;
+        let docker = (self.connect)()
+            .map_err(unreachable)?
+            .negotiate_version()
+            .await
+            .map_err(unreachable)?;
         *self.negotiated.write().await = Some(docker.clone());
         Ok(docker)
     }
@@ -74,7 +80,8 @@ impl DockerSandbox {
             from_image: Some(self.config.image.clone()),
             ..Default::default()
         };
-        self.client().await?
+        self.client()
+            .await?
             .create_image(Some(options), None, None)
             .try_collect::<Vec<_>>()
             .await
@@ -102,7 +109,8 @@ impl DockerSandbox {
             ..Default::default()
         };
         let containers = self
-            .docker
+            .client()
+            .await?
             .list_containers(Some(options))
             .await
             .map_err(engine)?;
@@ -198,7 +206,12 @@ impl Sandbox for DockerSandbox {
             v: true,
             ..Default::default()
         };
-        match self.client().await?.remove_container(engine_id, Some(options)).await {
+        match self
+            .client()
+            .await?
+            .remove_container(engine_id, Some(options))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404 | 409,

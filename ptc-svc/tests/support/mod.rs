@@ -87,17 +87,21 @@ pub async fn start(pairs: &[(&str, &str)]) -> Server {
 }
 
 pub async fn start_on(listener: tokio::net::TcpListener, config: Config) -> Server {
+    let sandbox = DockerSandbox::connect(config.sandbox.clone()).await;
+    start_with(listener, config, Arc::new(sandbox)).await
+}
+
+pub async fn start_with(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    sandbox: Arc<dyn ptc_svc::sandbox::Sandbox>,
+) -> Server {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".to_owned()))
         .with_test_writer()
         .try_init();
     let replica_id = config.replica_id.clone();
-    let sandbox = DockerSandbox::connect(config.sandbox.clone())
-        .await
-        .unwrap();
-    let running = server::serve(listener, config, Arc::new(sandbox))
-        .await
-        .unwrap();
+    let running = server::serve(listener, config, sandbox).await.unwrap();
     let client = PtcClient::connect(format!("http://{}", running.local_addr))
         .await
         .unwrap();

@@ -22,9 +22,27 @@ pub use config::KeysConfig;
 pub use dynamo::{Dynamo, Embedded};
 pub use item::StoreError;
 pub use models::ModelSource;
-pub use record::{KeyRecord, KeySettings, KeyStatus, Tier};
+pub use record::{KeyPolicy, KeyRecord, KeySettings, KeyStatus, Tier};
 pub use store::KeyStore;
 pub use verifier::Verifier;
+
+/// What the relay needs from the key store on each request: the key's model allow-list and its
+/// prompt-cache TTL preference. `None`: the key does not exist (any more).
+pub trait KeyPolicies: Send + Sync {
+    fn policy<'a>(
+        &'a self,
+        key_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<KeyPolicy>, StoreError>>;
+}
+
+impl KeyPolicies for Verifier {
+    fn policy<'a>(
+        &'a self,
+        key_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<KeyPolicy>, StoreError>> {
+        Box::pin(Verifier::policy(self, key_id))
+    }
+}
 
 use crate::admin::{self, AdminState};
 use crate::pricing::PriceBook;

@@ -11,7 +11,11 @@ use bytes::Bytes;
 use futures::Stream;
 use futures::future::BoxFuture;
 use serde_json::Value;
+use std::sync::RwLock;
+
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::keys::{KeyPolicies, KeyPolicy};
 
 use crate::bedrock::{Bedrock, BedrockError, ConverseCall, InvokeCall};
 use crate::beta::BetaPolicy;
@@ -68,7 +72,9 @@ pub struct TokenCount {
 
 pub struct Relay {
     config: Arc<Config>,
-    models: ModelTable,
+    /// Replaced as a whole when operator entries change (see `set_models`).
+    models: RwLock<Arc<ModelTable>>,
+    policies: Arc<dyn KeyPolicies>,
     betas: BetaPolicy,
     bedrock: Arc<dyn Bedrock>,
     permits: Arc<Semaphore>,
@@ -81,6 +87,8 @@ struct Plan {
     call: CallContext,
     route: Route,
     tier: Option<String>,
+    /// The key's prompt-cache TTL preference, applied to every cache marker.
+    cache_ttl: Option<String>,
     stream: bool,
     response: ResponseOptions,
     started: Instant,
@@ -114,6 +122,7 @@ impl Relay {
     pub fn new(
         config: Arc<Config>,
         models: ModelTable,
+        policies: Arc<dyn KeyPolicies>,
         betas: BetaPolicy,
         bedrock: Arc<dyn Bedrock>,
         usage: Arc<dyn UsageSink>,
@@ -126,27 +135,60 @@ impl Relay {
         Relay {
             media,
             config,
-            models,
+            models: RwLock::new(Arc::new(models)),
             betas,
             bedrock,
             permits,
             usage,
+            policies,
         }
     }
 
-    pub fn models(&self) -> &ModelTable {
-        &self.models
+    /// The model table in force (a snapshot: a concurrent reload does not change it).
+    pub fn models(&self) -> Arc<ModelTable> {
+        self.models
+            .read()
+            .map(|m| Arc::clone(&m))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
     }
 
-    fn options<'a>(
-        &'a self,
-        route: &'a Route,
-        call: &'a CallContext,
-        tier: &Option<String>,
-    ) -> RequestOptions<'a> {
+    /// Swap in a rebuilt table (operator entries edited at run time).
+    pub fn set_models(&self, table: ModelTable) {
+        match self.models.write() {
+            Ok(mut guard) => *guard = Arc::new(table),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(table),
+        }
+    }
+
+    /// The caller's key policy; a key restricted to some models may not use others (403).
+    async fn key_policy(
+        &self,
+        call: &CallContext,
+        requested: Option<&str>,
+    ) -> Result<KeyPolicy, ApiError> {
+        let Some(key_id) = call.key_id.as_deref() else {
+            return Ok(KeyPolicy::default());
+        };
+        let policy = self.policies.policy(key_id).await.map_err(|e| {
+            // Failing closed: the restriction cannot be checked, so the request is not served.
+            tracing::warn!(request_id = %call.request_id, error = %e, "cannot read the key policy");
+            ApiError::overloaded("the key store is unavailable, retry shortly").with_retry_after(1)
+        })?;
+        let policy = policy.unwrap_or_default();
+        if let Some(model) = requested
+            && !policy.allows_model(model)
+        {
+            return Err(ApiError::permission(format!(
+                "this API key is not allowed to use the model {model}"
+            )));
+        }
+        Ok(policy)
+    }
+
+    fn options<'a>(&'a self, plan: &'a Plan) -> RequestOptions<'a> {
         RequestOptions {
-            route,
-            client_betas: &call.client_betas,
+            route: &plan.route,
+            client_betas: &plan.call.client_betas,
             policy: &self.betas,
             server_tools: if self.config.server_tools_strip {
                 ServerToolsPolicy::Strip
@@ -158,18 +200,19 @@ impl Relay {
             tool_type_rename: &self.config.tool_type_rename,
             invoke_top_level_allow: &self.config.invoke_top_level_allow,
             strip_billing_header: self.config.strip_billing_header_block,
-            cache_ttl_override: None,
+            cache_ttl_override: plan.cache_ttl.clone(),
             adaptive_fallback_budget: self.config.adaptive_fallback_budget,
-            service_tier: tier.clone(),
+            service_tier: plan.tier.clone(),
         }
     }
 
-    fn plan(&self, call: CallContext, request: &Value) -> Result<Plan, ApiError> {
+    async fn plan(&self, call: CallContext, request: &Value) -> Result<Plan, ApiError> {
         let requested = request
             .get("model")
             .and_then(Value::as_str)
             .ok_or_else(|| ApiError::invalid_at("model", "field required (a string)"))?;
-        let route = self.models.resolve(requested)?;
+        let policy = self.key_policy(&call, Some(requested)).await?;
+        let route = self.models().resolve(requested)?;
         let tier = call
             .tier
             .clone()
@@ -199,6 +242,7 @@ impl Relay {
             call,
             route,
             tier,
+            cache_ttl: policy.cache_ttl.map(|ttl| ttl.as_str().to_string()),
             response,
             started: Instant::now(),
         })
@@ -222,11 +266,11 @@ impl Relay {
         call: CallContext,
         mut request: Value,
     ) -> Result<Outcome, ApiError> {
-        let plan = self.plan(call, &request)?;
+        let plan = self.plan(call, &request).await?;
         self.media
             .inline_all(self.config.media_fetch_enabled, &mut request)
             .await?;
-        let opts = self.options(&plan.route, &plan.call, &plan.tier);
+        let opts = self.options(&plan);
         let permit = self.acquire().await?;
         metrics::counter!("translator_requests_total",
             "model" => plan.route.requested_model.clone(),
@@ -391,11 +435,11 @@ impl Relay {
         call: CallContext,
         mut request: Value,
     ) -> Result<TokenCount, ApiError> {
-        let plan = self.plan(call, &request)?;
+        let plan = self.plan(call, &request).await?;
         self.media
             .inline_all(self.config.media_fetch_enabled, &mut request)
             .await?;
-        let opts = self.options(&plan.route, &plan.call, &plan.tier);
+        let opts = self.options(&plan);
         match to_count_tokens_input(&request, &opts)? {
             CountTokensPlan::Bedrock { model_id, input } => {
                 match self.bedrock.count_tokens(model_id, input).await {
@@ -421,7 +465,7 @@ impl Relay {
 
     /// Anthropic model objects for every listed entry.
     pub fn model_objects(&self) -> Vec<Value> {
-        self.models
+        self.models()
             .listed()
             .into_iter()
             .map(|e| crate::api::model_object(&e.key, &e.display_name, e.created_at.as_deref()))
@@ -430,7 +474,7 @@ impl Relay {
 
     pub fn model_object(&self, id: &str) -> Option<Value> {
         let decoded = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
-        self.models
+        self.models()
             .lookup(&decoded)
             .map(|e| crate::api::model_object(&decoded, &e.display_name, e.created_at.as_deref()))
     }
