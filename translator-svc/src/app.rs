@@ -98,6 +98,7 @@ pub async fn state(
     let config = Arc::new(config);
     let models = model_table(&config)?.with_overrides(keys.model_source.model_overrides().await);
     let policies: Arc<dyn keys::KeyPolicies> = keys.verifier.clone();
+    let ptc = crate::ptc::Ptc::from_config(&config.ptc)?;
     let relay = Relay::new(
         config.clone(),
         models,
@@ -105,6 +106,7 @@ pub async fn state(
         beta_policy(&config)?,
         bedrock,
         keys.usage_sink.clone(),
+        ptc.clone(),
     );
     let verifier: Arc<dyn auth::KeyVerifier> = keys.verifier.clone();
     let grpc = tonic::service::Routes::new(auth::auth_service(verifier));
@@ -114,6 +116,7 @@ pub async fn state(
         metrics: metrics_handle(),
         readiness: Readiness::default(),
         admin: keys.admin_router.clone(),
+        ptc,
     });
     spawn_model_refresh(&state, &keys);
     Ok((state, grpc, keys))

@@ -74,6 +74,8 @@ pub struct Config {
 
     /// Key store, usage sink and admin API.
     pub keys: crate::keys::KeysConfig,
+    /// Programmatic Tool Calling (`PTC_ENDPOINT`, `PTC_*`).
+    pub ptc: crate::ptc::PtcConfig,
 }
 
 /// A source of settings by name: the environment, or a map in tests.
@@ -310,6 +312,7 @@ impl Config {
             max_body_bytes: parse(src, "MAX_BODY_BYTES", 32 * 1024 * 1024)?,
             log_format,
             keys: crate::keys::KeysConfig::from_source(src)?,
+            ptc: crate::ptc::PtcConfig::from_source(src)?,
         })
     }
 }

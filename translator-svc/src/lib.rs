@@ -17,5 +17,6 @@ pub mod keys;
 pub mod media;
 pub mod models;
 pub mod pricing;
+pub mod ptc;
 pub mod relay;
 pub mod usage;

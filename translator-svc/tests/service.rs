@@ -580,4 +580,28 @@ async fn key_policy_limits_models_and_sets_the_cache_ttl() {
         "1h",
         "{blocks:?}"
     );
+
+    // The admin API is served by the same router: routes with path parameters work there too.
+    let disabled = h
+        .http
+        .post(format!(
+            "{}/admin/v1/keys/{key_id}/disable",
+            h.service.url()
+        ))
+        .header("x-api-key", MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 200, "{}", disabled.text().await.unwrap());
+    let shown: Value = h
+        .http
+        .get(format!("{}/admin/v1/keys/{key_id}", h.service.url()))
+        .header("x-api-key", MASTER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["key"]["status"], "disabled");
 }

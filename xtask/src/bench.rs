@@ -147,10 +147,15 @@ async fn bench(
         ("AWS_ACCESS_KEY_ID".to_string(), "fake".to_string()),
         ("AWS_SECRET_ACCESS_KEY".to_string(), "fake".to_string()),
         ("RUST_LOG".to_string(), "warn".to_string()),
+        (
+            "GATEWAY_DATA_DIR".to_string(),
+            data_dir.join("data").display().to_string(),
+        ),
     ];
     let translator_pid =
         gateway::start_translator(supervisor, bin_dir, translator, env, READY_TIMEOUT).await?;
     let gateway_config = GatewayConfig {
+        ratelimit: None,
         listen: loopback(free_port()?),
         admin_port: free_port()?,
         translator,

@@ -7,6 +7,38 @@ use std::path::Path;
 
 /// The template, embedded so every renderer uses exactly the checked-in source.
 pub const TEMPLATE: &str = include_str!("../../envoy/envoy.yaml.tmpl");
+/// The rate-limit filter, its route policy and notes (`envoy/RATELIMIT.md` explains the slots).
+pub const RATELIMIT_FRAGMENT: &str = include_str!("../../envoy/ratelimit.fragment.yaml");
+
+/// The block under the top-level key `key` of a fragment file, up to the next top-level key:
+/// the key line itself too when `keep_key`. Trailing comments (the next section's heading) and
+/// blank lines are dropped.
+pub fn fragment_section(text: &str, key: &str, keep_key: bool) -> Result<String, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|line| *line == key)
+        .ok_or_else(|| format!("the fragment has no top-level `{key}`"))?;
+    let top_level = |line: &&str| !line.is_empty() && !line.starts_with([' ', '#', '-']);
+    let end = lines[start + 1..]
+        .iter()
+        .position(top_level)
+        .map_or(lines.len(), |offset| start + 1 + offset);
+    let mut body: Vec<&str> = lines[if keep_key { start } else { start + 1 }..end].to_vec();
+    while body
+        .last()
+        .is_some_and(|line| line.trim().is_empty() || line.starts_with('#'))
+    {
+        body.pop();
+    }
+    if body
+        .iter()
+        .all(|line| line.trim().is_empty() || line.trim_start().starts_with('#'))
+    {
+        return Err(format!("the fragment's `{key}` section is empty"));
+    }
+    Ok(body.join("\n") + "\n")
+}
 
 /// Replaces every `{{NAME}}` in `template` with `vars[NAME]`.
 ///
@@ -204,6 +236,16 @@ impl EnvoyVars {
 }
 
 /// The gateway's Envoy config for `vars`.
+impl EnvoyVars {
+    /// Fill the two rate-limit slots from `envoy/ratelimit.fragment.yaml`.
+    pub fn with_rate_limiting(mut self) -> Result<Self, String> {
+        self.ratelimit_filter = fragment_section(RATELIMIT_FRAGMENT, "http_filters:", false)?;
+        self.ratelimit_route =
+            fragment_section(RATELIMIT_FRAGMENT, "typed_per_filter_config:", true)?;
+        Ok(self)
+    }
+}
+
 pub fn render_envoy(vars: &EnvoyVars) -> Result<String, String> {
     render(TEMPLATE, &vars.to_map()?)
 }

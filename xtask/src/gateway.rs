@@ -18,6 +18,8 @@ pub struct GatewayConfig {
     pub translator: SocketAddr,
     pub wasm: PathBuf,
     pub internal_secret: String,
+    /// ratelimit-svc's gRPC address; `None` renders the config without rate limiting.
+    pub ratelimit: Option<SocketAddr>,
 }
 
 /// Starts `fake-bedrock --listen 127.0.0.1:0 [extra args]`; returns its URL and pid.
@@ -58,6 +60,39 @@ pub async fn start_translator(
     })?;
     supervisor
         .wait_http_ok("translator-svc", &format!("http://{listen}/ready"), timeout)
+        .await?;
+    Ok(pid)
+}
+
+/// Starts ratelimit-svc (gRPC on `listen`, health on `http_listen`; in-memory limits unless
+/// `REDIS_URL` is set in xtask's environment) and waits for `/health`; returns its pid.
+pub async fn start_ratelimit(
+    supervisor: &mut Supervisor,
+    bin_dir: &Path,
+    listen: SocketAddr,
+    http_listen: SocketAddr,
+    timeout: Duration,
+) -> Result<u32> {
+    let mut env = vec![
+        ("RATELIMIT_LISTEN".to_string(), listen.to_string()),
+        ("RATELIMIT_HTTP_LISTEN".to_string(), http_listen.to_string()),
+        ("LOG_FORMAT".to_string(), "text".to_string()),
+    ];
+    if let Ok(redis) = std::env::var("REDIS_URL") {
+        env.push(("REDIS_URL".to_string(), redis));
+    }
+    let (pid, _lines) = supervisor.spawn(Spawn {
+        name: "ratelimit-svc",
+        program: bin_dir.join("ratelimit-svc"),
+        args: Vec::new(),
+        env,
+    })?;
+    supervisor
+        .wait_http_ok(
+            "ratelimit-svc",
+            &format!("http://{http_listen}/health"),
+            timeout,
+        )
         .await?;
     Ok(pid)
 }
@@ -123,5 +158,10 @@ fn render_envoy_config(config: &GatewayConfig) -> Result<String> {
     vars.admin_port = config.admin_port;
     vars.translator_host = config.translator.ip().to_string();
     vars.translator_port = config.translator.port();
+    if let Some(ratelimit) = config.ratelimit {
+        vars.ratelimit_host = ratelimit.ip().to_string();
+        vars.ratelimit_port = ratelimit.port();
+        vars = vars.with_rate_limiting().map_err(anyhow::Error::msg)?;
+    }
     render_envoy(&vars).map_err(|error| anyhow::anyhow!("rendering envoy/envoy.yaml.tmpl: {error}"))
 }

@@ -6,6 +6,7 @@
 
 mod bench;
 mod cmd;
+mod deploy_check;
 mod gateway;
 mod load;
 mod stack;
@@ -29,6 +30,8 @@ commands:
   bench [--seconds N] [--debug]
         added latency of Envoy + filter + translator over a direct call to the fake Bedrock
   lint  cargo fmt --check and cargo clippy --all-targets -D warnings
+  deploy-check
+        validate compose, k8s, Envoy configs and Dockerfiles (BLESS=1 re-renders the generated Envoy configs)
   ci-setup
         install the prerequisites only (wasm target, Envoy + Python venv, Node clients)
 ";
@@ -39,6 +42,7 @@ enum Command {
     Test { passthrough: Vec<String> },
     Bench(bench::BenchOptions),
     Lint,
+    DeployCheck,
     CiSetup,
     Help,
 }
@@ -88,6 +92,7 @@ fn parse(args: &[String]) -> Result<Command> {
             Ok(Command::Bench(options))
         }
         "lint" => Ok(Command::Lint),
+        "deploy-check" => Ok(Command::DeployCheck),
         "ci-setup" => Ok(Command::CiSetup),
         "help" | "--help" | "-h" => Ok(Command::Help),
         other => bail!("unknown command: {other}\n\n{USAGE}"),
@@ -101,6 +106,7 @@ fn run(command: Command) -> Result<()> {
         Command::Test { passthrough } => test::run(&root, &passthrough),
         Command::Bench(options) => bench::run(&root, options),
         Command::Lint => test::lint(&root),
+        Command::DeployCheck => deploy_check::run(&root),
         Command::CiSetup => tools::ensure_test_tools(&root).map(|_| ()),
         Command::Help => {
             print!("{USAGE}");

@@ -30,13 +30,15 @@ impl Default for UpOptions {
 }
 
 const TRANSLATOR_ADDR: &str = "127.0.0.1:50051";
+const RATELIMIT_ADDR: &str = "127.0.0.1:50052";
+const RATELIMIT_HTTP_ADDR: &str = "127.0.0.1:9092";
 const ADMIN_PORT: u16 = 9901;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn run(root: &Path, options: UpOptions) -> Result<()> {
     let envoy = tools::ensure_envoy(root)?;
     let wasm = tools::build_filter(root)?;
-    let mut packages = vec!["translator-svc"];
+    let mut packages = vec!["translator-svc", "ratelimit-svc"];
     if options.fake_bedrock {
         packages.push("fake-bedrock");
     }
@@ -84,6 +86,11 @@ async fn serve(
         ),
         ("LOG_FORMAT".to_string(), "text".to_string()),
         ("NO_COLOR".to_string(), "1".to_string()),
+        // The embedded key store lives with the rest of the run state.
+        (
+            "GATEWAY_DATA_DIR".to_string(),
+            data_dir.display().to_string(),
+        ),
     ];
     if std::env::var_os("AWS_REGION").is_none() {
         env.push(("AWS_REGION".to_string(), "us-east-1".to_string()));
@@ -101,8 +108,19 @@ async fn serve(
     let translator: SocketAddr = TRANSLATOR_ADDR.parse()?;
     gateway::start_translator(supervisor, built.bin_dir, translator, env, READY_TIMEOUT).await?;
 
+    let ratelimit: SocketAddr = RATELIMIT_ADDR.parse()?;
+    gateway::start_ratelimit(
+        supervisor,
+        built.bin_dir,
+        ratelimit,
+        RATELIMIT_HTTP_ADDR.parse()?,
+        READY_TIMEOUT,
+    )
+    .await?;
+
     let listen = SocketAddr::from(([127, 0, 0, 1], options.port));
     let config = GatewayConfig {
+        ratelimit: Some(ratelimit),
         listen,
         admin_port: ADMIN_PORT,
         translator,

@@ -110,6 +110,11 @@ impl Stack {
             ("CLAUDE_API", options.claude_api.as_str().to_string()),
             ("LOG_FORMAT", "text".to_string()),
             ("NO_COLOR", "1".to_string()),
+            // The embedded key store (same code as a local run), private to this stack.
+            (
+                "GATEWAY_DATA_DIR",
+                logs.path().join("data").display().to_string(),
+            ),
             (
                 "RUST_LOG",
                 std::env::var("E2E_TRANSLATOR_LOG").unwrap_or_else(|_| "info".to_string()),
@@ -163,6 +168,11 @@ impl Stack {
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap_or_default()
+    }
+
+    /// `http://127.0.0.1:PORT` of Envoy's admin interface (stats, listeners).
+    pub fn envoy_admin_url(&self) -> String {
+        self.envoy.admin_url()
     }
 
     /// (name, pid) of each process of the chain, for memory readings.

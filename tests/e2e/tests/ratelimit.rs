@@ -98,27 +98,9 @@ async fn start_upstream() -> (SocketAddr, Arc<Upstream>) {
     (addr, upstream)
 }
 
-/// A section of the fragment: the lines after `key:` up to the next top-level key, with the
-/// key line itself when `with_key` (how envoy/RATELIMIT.md says to fill the template's slots).
+/// A section of the fragment, cut the way the gateway's own renderer fills its slots.
 fn fragment_section(fragment: &str, key: &str, with_key: bool) -> String {
-    let header = format!("{key}:");
-    let mut lines = fragment.lines().skip_while(|line| *line != header);
-    let mut out = String::new();
-    if let Some(first) = lines.next()
-        && with_key
-    {
-        out.push_str(first);
-        out.push('\n');
-    }
-    for line in lines {
-        if line.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            break;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    assert!(!out.trim().is_empty(), "no section {key} in the fragment");
-    out
+    xtask::envoy_render::fragment_section(fragment, &format!("{key}:"), with_key).unwrap()
 }
 
 const TEST_TEMPLATE: &str = r#"
@@ -544,13 +526,9 @@ async fn fragment_slots_into_the_gateway_template_and_validates() {
     let Some(wasm) = e2e::tools::gate_wasm().unwrap() else {
         return;
     };
-    let fragment =
-        std::fs::read_to_string(workspace_root().join("envoy/ratelimit.fragment.yaml")).unwrap();
-    let vars = xtask::envoy_render::EnvoyVars {
-        ratelimit_filter: fragment_section(&fragment, "http_filters", false),
-        ratelimit_route: fragment_section(&fragment, "typed_per_filter_config", true),
-        ..xtask::envoy_render::EnvoyVars::local(&wasm, "validate-secret")
-    };
+    let vars = xtask::envoy_render::EnvoyVars::local(&wasm, "validate-secret")
+        .with_rate_limiting()
+        .unwrap();
     let config = xtask::envoy_render::render_envoy(&vars).unwrap();
     assert!(config.contains("envoy.filters.http.ratelimit"));
     let dir = tempfile::tempdir().unwrap();

@@ -69,3 +69,13 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     )
         .into_response()
 }
+
+/// `GET|HEAD /health/ptc` (ptc.md section 15): the cached ptc-svc aggregate, or `disabled`.
+pub async fn ptc(State(state): State<Arc<AppState>>) -> Response {
+    let Some(ptc) = &state.ptc else {
+        return Json(crate::ptc::disabled_health()).into_response();
+    };
+    let (status, body) = ptc.health().await;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    (status, Json(body)).into_response()
+}

@@ -31,6 +31,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// `/admin/v1/...` (built by `keys::wire`), served behind the same request-id layer.
     pub admin: Router,
+    /// Programmatic Tool Calling, for `/health/ptc`; `None` when disabled.
+    pub ptc: Option<Arc<crate::ptc::Ptc>>,
 }
 
 /// Every HTTP route and layer, in order. gRPC services are merged in by `serve`.
@@ -80,6 +82,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(health::health).fallback(context::method_not_allowed),
         )
         .route(
+            "/health/ptc",
+            get(health::ptc).fallback(context::method_not_allowed),
+        )
+        .route(
             "/ready",
             get(health::ready).fallback(context::method_not_allowed),
         )
@@ -90,15 +96,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(health::metrics).fallback(context::method_not_allowed),
         )
         .merge(v1)
-        .route_service("/admin/{*rest}", state.admin.clone())
+        .with_state(state.clone())
+        // The admin router carries its own state; merged as is, its path parameters stay its own.
+        .merge(state.admin.clone())
         .fallback(context::not_found)
         // Bodies are read with our own limit so an oversize body gets the Anthropic 413.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             context::request_id,
         ))
-        .with_state(state)
 }
 
 /// Serve HTTP and gRPC on one listener until `shutdown` resolves, then drain in-flight streams.
@@ -110,6 +117,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // tonic's router carries its own fallback, so ours becomes the fallback of the gRPC router.
     let app = grpc.into_axum_router().fallback_service(router(state));
+    // Without TCP_NODELAY the last SSE frames of a stream wait ~40 ms for Nagle's algorithm.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

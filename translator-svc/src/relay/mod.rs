@@ -80,6 +80,8 @@ pub struct Relay {
     permits: Arc<Semaphore>,
     usage: Arc<dyn UsageSink>,
     media: MediaFetcher,
+    /// Programmatic Tool Calling; `None` when no ptc-svc is configured.
+    ptc: Option<Arc<crate::ptc::Ptc>>,
 }
 
 /// Everything fixed for one request once the model is resolved.
@@ -126,6 +128,7 @@ impl Relay {
         betas: BetaPolicy,
         bedrock: Arc<dyn Bedrock>,
         usage: Arc<dyn UsageSink>,
+        ptc: Option<Arc<crate::ptc::Ptc>>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.max_concurrent_calls));
         let media = MediaFetcher {
@@ -141,6 +144,7 @@ impl Relay {
             permits,
             usage,
             policies,
+            ptc,
         }
     }
 
@@ -266,6 +270,9 @@ impl Relay {
         call: CallContext,
         mut request: Value,
     ) -> Result<Outcome, ApiError> {
+        if crate::ptc::declares_code_tool(self.ptc.as_deref(), &request) {
+            return crate::ptc::messages(self.ptc.as_deref(), self, call, request).await;
+        }
         let plan = self.plan(call, &request).await?;
         self.media
             .inline_all(self.config.media_fetch_enabled, &mut request)

@@ -52,9 +52,7 @@ pub fn render(root: &Path, flavour: Flavour, wasm_path: &str) -> Result<String> 
     let (translator, ratelimit) = flavour.hosts();
     let mut vars = EnvoyVars::container(translator, ratelimit, "checked-then-replaced");
     vars.wasm_path = wasm_path.to_owned();
-    let fragment = read(root, "envoy/ratelimit.fragment.yaml")?;
-    vars.ratelimit_filter = section(&fragment, "http_filters:", false)?;
-    vars.ratelimit_route = section(&fragment, "typed_per_filter_config:", true)?;
+    let vars = vars.with_rate_limiting().map_err(anyhow::Error::msg)?;
     let mut map: BTreeMap<&str, String> = vars.to_map().map_err(anyhow::Error::msg)?;
     map.insert("INTERNAL_SECRET", SECRET_FROM_ENV.to_owned());
     let mut config = envoy_render::render(TEMPLATE, &map).map_err(anyhow::Error::msg)?;
@@ -76,36 +74,6 @@ fn read(root: &Path, relative: &str) -> Result<String> {
     std::fs::read_to_string(root.join(relative)).with_context(|| format!("reading {relative}"))
 }
 
-/// The block under the top-level key `key` of a fragment file, up to the next top-level key:
-/// the key line itself too when `keep_key`. Trailing comments (the next section's heading) and
-/// blank lines are dropped.
-pub fn section(text: &str, key: &str, keep_key: bool) -> Result<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines
-        .iter()
-        .position(|line| *line == key)
-        .with_context(|| format!("the fragment has no top-level `{key}`"))?;
-    let top_level = |line: &&str| !line.is_empty() && !line.starts_with([' ', '#', '-']);
-    let end = lines[start + 1..]
-        .iter()
-        .position(top_level)
-        .map_or(lines.len(), |offset| start + 1 + offset);
-    let mut body: Vec<&str> = lines[if keep_key { start } else { start + 1 }..end].to_vec();
-    while body
-        .last()
-        .is_some_and(|line| line.trim().is_empty() || line.starts_with('#'))
-    {
-        body.pop();
-    }
-    if body
-        .iter()
-        .all(|line| line.trim().is_empty() || line.trim_start().starts_with('#'))
-    {
-        bail!("the fragment's `{key}` section is empty");
-    }
-    Ok(body.join("\n") + "\n")
-}
-
 /// Splices the ptc-svc router (a listener and a consistent-hashing cluster, both from
 /// k8s/base/envoy/ptc-router.yaml) into the rendered gateway config. The template has no slot
 /// for them yet; this inserts list items right after `  listeners:` and `  clusters:`, and fails
@@ -113,7 +81,8 @@ pub fn section(text: &str, key: &str, keep_key: bool) -> Result<String> {
 pub fn add_ptc_router(config: &str, router: &str) -> Result<String> {
     let mut out = config.to_owned();
     for key in ["listeners:", "clusters:"] {
-        let items = section(router, key, false)?;
+        let items =
+            envoy_render::fragment_section(router, key, false).map_err(anyhow::Error::msg)?;
         let anchor = format!("\n  {key}\n");
         if out.matches(&anchor).count() != 1 {
             bail!("the rendered config must have exactly one `  {key}` line to extend");

@@ -71,11 +71,9 @@ fn rendered_envoy_configs_keep_the_secret_out_and_the_slots_filled() {
 
 #[test]
 fn fragment_sections_fail_loudly_when_missing() {
-    let message = failure(envoy::section(
-        "clusters:\n- name: a\n",
-        "http_filters:",
-        false,
-    ));
+    let message =
+        xtask::envoy_render::fragment_section("clusters:\n- name: a\n", "http_filters:", false)
+            .unwrap_err();
     assert!(message.contains("http_filters"), "{message}");
     let message = failure(envoy::add_ptc_router(
         "static_resources:\n  clusters:\n",

@@ -1,0 +1,205 @@
+//! Programmatic Tool Calling orchestration (ptc.md): activation, the model-facing request (code
+//! tool, guide, rebuilt transcript), the round loop and its response shapes. Sandboxes live in
+//! ptc-svc behind the `Sandbox` seam; nothing per request is kept here (replicas stay stateless).
+
+pub mod config;
+mod continuation;
+mod round;
+pub mod sandbox;
+mod stream;
+pub mod tools;
+pub mod transcript;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+
+pub use config::PtcConfig;
+pub use sandbox::{GrpcSandbox, Sandbox};
+
+use crate::convert::response::TokenUsage;
+use crate::error::ApiError;
+use crate::relay::{CallContext, Outcome, Relay};
+use round::Round;
+use transcript::Names;
+
+/// The PTC orchestrator: configuration, the sandbox client and the cached health aggregate.
+pub struct Ptc {
+    config: PtcConfig,
+    sandbox: Arc<dyn Sandbox>,
+    health: Mutex<Option<(Instant, u16, Value)>>,
+}
+
+const DEFAULT_TOOL_TYPES: &[&str] = &["code_execution_20250825"];
+
+/// True when the request declares a code execution tool: it is PTC's (or refused when disabled).
+pub fn declares_code_tool(ptc: Option<&Ptc>, request: &Value) -> bool {
+    match ptc {
+        Some(ptc) => tools::declares_code_tool(request, &ptc.config.tool_types),
+        None => {
+            let defaults: Vec<String> = DEFAULT_TOOL_TYPES.iter().map(|s| s.to_string()).collect();
+            tools::declares_code_tool(request, &defaults)
+        }
+    }
+}
+
+/// `POST /v1/messages` in PTC mode (or its refusal when PTC is off). A boxed future with a
+/// declared `Send`: inner model calls go through the relay again (async recursion).
+pub fn messages<'a>(
+    ptc: Option<&'a Ptc>,
+    relay: &'a Relay,
+    call: CallContext,
+    request: Value,
+) -> BoxFuture<'a, Result<Outcome, ApiError>> {
+    Box::pin(async move {
+        match ptc {
+            Some(ptc) => ptc.messages(relay, call, request).await,
+            None => Err(ApiError::invalid_request(
+                "code execution is not available on this gateway",
+            )),
+        }
+    })
+}
+
+/// The `container` field: a string or `{"id": ...}`.
+fn container_of(request: &Value) -> Option<String> {
+    match request.get("container")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("id").and_then(Value::as_str).map(str::to_string),
+        _ => None,
+    }
+}
+
+impl Ptc {
+    pub fn new(config: PtcConfig, sandbox: Arc<dyn Sandbox>) -> Self {
+        Ptc {
+            config,
+            sandbox,
+            health: Mutex::new(None),
+        }
+    }
+
+    /// From configuration: `None` when PTC is disabled (no `PTC_ENDPOINT` or `PTC_ENABLED=false`).
+    pub fn from_config(config: &PtcConfig) -> anyhow::Result<Option<Arc<Ptc>>> {
+        match (&config.endpoint, config.enabled) {
+            (Some(endpoint), true) => {
+                let sandbox = Arc::new(GrpcSandbox::connect_lazy(endpoint)?);
+                Ok(Some(Arc::new(Ptc::new(config.clone(), sandbox))))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub fn config(&self) -> &PtcConfig {
+        &self.config
+    }
+
+    /// gRPC deadline of calls that run code: the execution limit plus 5 s.
+    fn code_deadline(&self) -> Duration {
+        self.config.execution_timeout + Duration::from_secs(5)
+    }
+
+    async fn messages(
+        &self,
+        relay: &Relay,
+        mut call: CallContext,
+        request: Value,
+    ) -> Result<Outcome, ApiError> {
+        let tools = tools::analyze(&request, &call.client_betas, &self.config)?;
+        let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
+        call.client_betas.retain(|b| b != tools::BETA);
+        let Some(obj) = request.as_object() else {
+            return Err(ApiError::invalid_request(
+                "request body must be a JSON object",
+            ));
+        };
+        let client_messages: Vec<Value> = match obj.get("messages") {
+            Some(Value::Array(m)) => m.clone(),
+            _ => return Err(ApiError::invalid_at("messages", "field required (a list)")),
+        };
+        let container = container_of(&request);
+        let base = self.model_base(obj, &tools);
+        let names = Names {
+            client_code_name: Some(&tools.client_code_name),
+            code_tool_name: &tools.code_tool_name,
+        };
+        let mut messages = transcript::rebuild(&client_messages, &names);
+        let mut round = Round::new(self, relay, call, tools.clone(), base);
+        let message = if let Some(answered) = continuation::answered_ids(&client_messages) {
+            match continuation::resume(&mut round, &client_messages, messages, answered, container)
+                .await?
+            {
+                continuation::Resumed::Replay(message) => message,
+                continuation::Resumed::Done(message) => message,
+            }
+        } else {
+            if let Some(container) = &container {
+                round.check_named(container).await?;
+            }
+            messages =
+                transcript::fill_code_results(messages, &tools.code_tool_name, &Default::default());
+            let end = round.model_loop(messages).await?;
+            round.response(&end, crate::ids::message_id())
+        };
+        let usage = usage_of(&message);
+        if stream {
+            let first = round.first_input_tokens.unwrap_or(0);
+            Ok(Outcome::Stream(stream::replay(message, first, usage)))
+        } else {
+            Ok(Outcome::Message { message, usage })
+        }
+    }
+
+    /// The model-facing request without `messages`: code tool and direct tools, the guide last
+    /// in `system`, `tool_choice` rewritten, `container` removed.
+    fn model_base(
+        &self,
+        request: &Map<String, Value>,
+        tools: &tools::PtcTools,
+    ) -> Map<String, Value> {
+        let mut base = request.clone();
+        base.shift_remove("messages");
+        base.shift_remove("container");
+        base.insert("tools".into(), Value::Array(tools.upstream.clone()));
+        tools::append_guide(&mut base, tools::guide(tools, &self.config));
+        tools::rewrite_tool_choice(&mut base, tools);
+        base
+    }
+
+    /// `/health/ptc` (section 15): HTTP status and body, cached 10 s.
+    pub async fn health(&self) -> (u16, Value) {
+        if let Ok(guard) = self.health.lock()
+            && let Some((at, status, body)) = guard.as_ref()
+            && at.elapsed() < Duration::from_secs(10)
+        {
+            return (*status, body.clone());
+        }
+        let (status, body) = stream::health(self.sandbox.as_ref(), &self.config).await;
+        if let Ok(mut guard) = self.health.lock() {
+            *guard = Some((Instant::now(), status, body.clone()));
+        }
+        (status, body)
+    }
+}
+
+/// The body to report when PTC is off.
+pub fn disabled_health() -> Value {
+    serde_json::json!({"status": "disabled", "enabled": false})
+}
+
+fn usage_of(message: &Value) -> TokenUsage {
+    let n = |k: &str| {
+        message
+            .pointer(&format!("/usage/{k}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    TokenUsage {
+        input_tokens: n("input_tokens"),
+        output_tokens: n("output_tokens"),
+        cache_read_input_tokens: n("cache_read_input_tokens"),
+        cache_creation_input_tokens: n("cache_creation_input_tokens"),
+    }
+}

@@ -1,0 +1,391 @@
+//! One PTC round (ptc.md section 5): model calls through the relay, code tool calls run in the
+//! session, client-visible blocks collected in production order, and the round's response shape.
+
+use std::collections::HashMap;
+
+use gateway_proto::ptc::v1::{
+    CreateSessionRequest, ExecuteRequest, FailureCode, GetSessionRequest, QueuedExecution,
+    SessionState, outcome,
+};
+use rand::Rng;
+use serde_json::{Map, Value, json};
+
+use super::Ptc;
+use super::sandbox::to_api_error;
+use super::tools::PtcTools;
+use super::transcript::{fill_code_results, report, to_server_id};
+use crate::convert::response::TokenUsage;
+use crate::error::ApiError;
+use crate::relay::{CallContext, Outcome, Relay};
+
+/// The session a round uses: id and refreshed expiry.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub id: String,
+    pub expires_at: String,
+}
+
+/// What an execution step left for the round.
+pub enum Step {
+    Paused,
+    /// The report for the model (6.3): text and is_error.
+    Finished(String, bool),
+}
+
+pub struct Round<'a> {
+    pub ptc: &'a Ptc,
+    pub relay: &'a Relay,
+    /// For inner model calls: the client's context minus the PTC beta.
+    pub call: CallContext,
+    pub key_id: String,
+    pub tools: PtcTools,
+    /// The model-facing request without `messages`.
+    pub base: Map<String, Value>,
+    /// A live idle session the request named (reused when code runs).
+    pub named: Option<Live>,
+    pub session: Option<Live>,
+    pub content: Vec<Value>,
+    pub usage: TokenUsage,
+    pub first_input_tokens: Option<u64>,
+    model_calls: u32,
+}
+
+/// The end of a round: stop reason and stop sequence.
+pub struct End {
+    pub stop_reason: String,
+    pub stop_sequence: Value,
+}
+
+impl End {
+    pub fn tool_use() -> Self {
+        End {
+            stop_reason: "tool_use".into(),
+            stop_sequence: Value::Null,
+        }
+    }
+}
+
+/// `container_` + 32 chars of [a-z2-7] (160 random bits).
+pub fn container_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut rng = rand::rng();
+    let tail: String = (0..32)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("container_{tail}")
+}
+
+fn add(total: &mut TokenUsage, u: &TokenUsage) {
+    total.input_tokens += u.input_tokens;
+    total.output_tokens += u.output_tokens;
+    total.cache_read_input_tokens += u.cache_read_input_tokens;
+    total.cache_creation_input_tokens += u.cache_creation_input_tokens;
+}
+
+impl<'a> Round<'a> {
+    pub fn new(
+        ptc: &'a Ptc,
+        relay: &'a Relay,
+        call: CallContext,
+        tools: PtcTools,
+        base: Map<String, Value>,
+    ) -> Self {
+        let key_id = call.key_id.clone().unwrap_or_else(|| "anonymous".into());
+        Round {
+            ptc,
+            relay,
+            call,
+            key_id,
+            tools,
+            base,
+            named: None,
+            session: None,
+            content: Vec::new(),
+            usage: TokenUsage::default(),
+            first_input_tokens: None,
+            model_calls: 0,
+        }
+    }
+
+    async fn model_call(&mut self, messages: &[Value]) -> Result<Value, ApiError> {
+        let mut body = self.base.clone();
+        body.insert("messages".into(), Value::Array(messages.to_vec()));
+        body.insert("stream".into(), Value::Bool(false));
+        match self
+            .relay
+            .messages(self.call.clone(), Value::Object(body))
+            .await?
+        {
+            Outcome::Message { message, usage } => {
+                self.model_calls += 1;
+                self.first_input_tokens.get_or_insert(usage.input_tokens);
+                add(&mut self.usage, &usage);
+                Ok(message)
+            }
+            Outcome::Stream(_) => Err(ApiError::api("unexpected stream from an inner model call")),
+        }
+    }
+
+    /// Model turns until the model stops calling the code tool, code pauses, or the budget ends.
+    pub async fn model_loop(&mut self, mut messages: Vec<Value>) -> Result<End, ApiError> {
+        loop {
+            if self.model_calls >= self.ptc.config.max_model_calls {
+                return Ok(End {
+                    stop_reason: "pause_turn".into(),
+                    stop_sequence: Value::Null,
+                });
+            }
+            let message = self.model_call(&messages).await?;
+            let blocks = message
+                .get("content")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut code_uses: Vec<(String, Value)> = Vec::new();
+            let mut direct = false;
+            for b in &blocks {
+                let is_tool_use = b.get("type").and_then(Value::as_str) == Some("tool_use");
+                let name = b.get("name").and_then(Value::as_str).unwrap_or_default();
+                let id = b.get("id").and_then(Value::as_str).unwrap_or_default();
+                if is_tool_use && name == self.tools.code_tool_name {
+                    let input = b.get("input").cloned().unwrap_or(json!({}));
+                    self.content.push(json!({
+                        "type": "server_tool_use",
+                        "id": to_server_id(id),
+                        "name": self.tools.client_code_name,
+                        "input": input,
+                    }));
+                    code_uses.push((id.to_string(), input));
+                } else if is_tool_use {
+                    direct = true;
+                    let mut b = b.clone();
+                    if let Some(obj) = b.as_object_mut() {
+                        obj.insert("caller".into(), json!({"type": "direct"}));
+                    }
+                    self.content.push(b);
+                } else {
+                    self.content.push(b.clone());
+                }
+            }
+            if code_uses.is_empty() {
+                return Ok(End {
+                    stop_reason: message
+                        .get("stop_reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("end_turn")
+                        .to_string(),
+                    stop_sequence: message.get("stop_sequence").cloned().unwrap_or(Value::Null),
+                });
+            }
+            let mut results = HashMap::new();
+            for (i, (id, input)) in code_uses.iter().enumerate() {
+                let queue = &code_uses[i + 1..];
+                match self.run_code(&to_server_id(id), input, queue).await? {
+                    Step::Paused => return Ok(End::tool_use()),
+                    Step::Finished(text, is_error) => {
+                        results.insert(id.clone(), (text, is_error));
+                    }
+                }
+            }
+            if direct {
+                // D': the client runs the direct tools of this turn first.
+                return Ok(End::tool_use());
+            }
+            messages.push(json!({"role": "assistant", "content": blocks}));
+            messages = fill_code_results(messages, &self.tools.code_tool_name, &results);
+        }
+    }
+
+    /// Starts one execution; `queue` = the later code tool_uses of the same turn (model ids).
+    pub async fn run_code(
+        &mut self,
+        execution_id: &str,
+        input: &Value,
+        queue: &[(String, Value)],
+    ) -> Result<Step, ApiError> {
+        let Some(code) = input.get("code").and_then(Value::as_str) else {
+            let content = json!({"type": "code_execution_tool_result_error", "error_code": "invalid_tool_input"});
+            return Ok(self.finish_block(execution_id, content));
+        };
+        let container_id = self.ensure_session().await?;
+        let names = self.tools.callable_names();
+        let request = ExecuteRequest {
+            container_id,
+            key_id: self.key_id.clone(),
+            execution_id: execution_id.to_string(),
+            code: code.to_string(),
+            tool_names: names.clone(),
+            queue: queue
+                .iter()
+                .map(|(id, input)| QueuedExecution {
+                    execution_id: to_server_id(id),
+                    code: input
+                        .get("code")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
+                    tool_names: names.clone(),
+                })
+                .collect(),
+        };
+        let outcome = self
+            .ptc
+            .sandbox
+            .execute(request, self.ptc.code_deadline())
+            .await
+            .map_err(|s| to_api_error(&s))?;
+        self.apply(outcome, execution_id)
+    }
+
+    /// Turns an outcome into client-visible blocks.
+    pub fn apply(
+        &mut self,
+        outcome: gateway_proto::ptc::v1::Outcome,
+        execution_id: &str,
+    ) -> Result<Step, ApiError> {
+        if let Some(live) = self.session.as_mut()
+            && !outcome.expires_at.is_empty()
+        {
+            live.expires_at = outcome.expires_at.clone();
+        }
+        match outcome.result {
+            Some(outcome::Result::Paused(paused)) => {
+                for call in paused.calls {
+                    let input: Value =
+                        serde_json::from_str(&call.arguments_json).unwrap_or(json!({}));
+                    self.content.push(json!({
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.tool,
+                        "input": input,
+                        "caller": {"type": self.tools.caller_type, "tool_id": execution_id},
+                    }));
+                }
+                Ok(Step::Paused)
+            }
+            Some(outcome::Result::Finished(f)) => {
+                let content = json!({
+                    "type": "code_execution_result",
+                    "stdout": f.stdout,
+                    "stderr": f.stderr,
+                    "return_code": f.return_code,
+                    "content": [],
+                });
+                Ok(self.finish_block(execution_id, content))
+            }
+            Some(outcome::Result::Failed(failed)) => {
+                tracing::info!(execution_id, detail = %failed.detail, "code execution failed");
+                if outcome.session_closed {
+                    self.session = None;
+                }
+                let code = match FailureCode::try_from(failed.code) {
+                    Ok(FailureCode::ExecutionTimeExceeded) => "execution_time_exceeded",
+                    _ => "unavailable",
+                };
+                let content =
+                    json!({"type": "code_execution_tool_result_error", "error_code": code});
+                Ok(self.finish_block(execution_id, content))
+            }
+            None => Err(ApiError::api("code execution returned no outcome")),
+        }
+    }
+
+    fn finish_block(&mut self, execution_id: &str, content: Value) -> Step {
+        let (text, is_error) = report(&content);
+        self.content.push(json!({
+            "type": "code_execution_tool_result",
+            "tool_use_id": execution_id,
+            "content": content,
+        }));
+        Step::Finished(text, is_error)
+    }
+
+    /// The session code runs in: the named live one, or a new one (created lazily).
+    async fn ensure_session(&mut self) -> Result<String, ApiError> {
+        if let Some(live) = &self.session {
+            return Ok(live.id.clone());
+        }
+        if let Some(named) = self.named.take() {
+            self.session = Some(named.clone());
+            return Ok(named.id);
+        }
+        let id = container_id();
+        let created = self
+            .ptc
+            .sandbox
+            .create_session(CreateSessionRequest {
+                container_id: id.clone(),
+                key_id: self.key_id.clone(),
+                caller_type: self.tools.caller_type.clone(),
+                code_tool_name: self.tools.client_code_name.clone(),
+                limits: None,
+            })
+            .await
+            .map_err(|s| to_api_error(&s))?;
+        let expires_at = created.session.map(|s| s.expires_at).unwrap_or_default();
+        self.session = Some(Live {
+            id: id.clone(),
+            expires_at,
+        });
+        Ok(id)
+    }
+
+    /// A container named by a new request: live and idle is reused; pending calls are a 400;
+    /// unknown, expired or foreign is ignored (a new session is created when code runs).
+    pub async fn check_named(&mut self, container: &str) -> Result<(), ApiError> {
+        let request = GetSessionRequest {
+            container_id: container.to_string(),
+            key_id: self.key_id.clone(),
+        };
+        match self.ptc.sandbox.get_session(request).await {
+            Ok(session) => {
+                let pending: Vec<String> = session
+                    .execution
+                    .iter()
+                    .flat_map(|e| e.pending.iter().map(|c| c.id.clone()))
+                    .collect();
+                if session.state == SessionState::Paused as i32 && !pending.is_empty() {
+                    return Err(ApiError::invalid_request(format!(
+                        "container {container} has pending tool calls: {}",
+                        pending.join(", ")
+                    )));
+                }
+                self.named = Some(Live {
+                    id: container.to_string(),
+                    expires_at: session.expires_at,
+                });
+                Ok(())
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
+            Err(status) => Err(to_api_error(&status)),
+        }
+    }
+
+    /// The client response of this round (section 5.5).
+    pub fn response(&self, end: &End, message_id: String) -> Value {
+        let mut message = json!({
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.base.get("model").cloned().unwrap_or(Value::Null),
+            "content": self.content,
+            "stop_reason": end.stop_reason,
+            "stop_sequence": end.stop_sequence,
+            "usage": {
+                "input_tokens": self.usage.input_tokens,
+                "output_tokens": self.usage.output_tokens,
+                "cache_creation_input_tokens": self.usage.cache_creation_input_tokens,
+                "cache_read_input_tokens": self.usage.cache_read_input_tokens,
+            },
+        });
+        if let Some(live) = self.session.as_ref().or(self.named.as_ref())
+            && let Some(obj) = message.as_object_mut()
+        {
+            obj.insert(
+                "container".into(),
+                json!({"id": live.id, "expires_at": live.expires_at}),
+            );
+        }
+        message
+    }
+}
