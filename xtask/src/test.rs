@@ -47,13 +47,7 @@ pub fn run(root: &Path, passthrough: &[String]) -> Result<()> {
 /// The PTC sandbox tests need a Docker engine and the offline sandbox image. `.ci/run` starts
 /// dockerd; here the image is built (idempotent: a no-op when the runner is unchanged).
 fn ensure_sandbox_image(root: &Path) -> Result<()> {
-    let engine_up = std::process::Command::new("docker")
-        .arg("info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !engine_up {
+    if !tools::docker_engine_up() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             anyhow::bail!("no Docker engine is reachable: the sandbox tests need one in CI");
         }

@@ -186,3 +186,13 @@ pub fn ensure_test_tools(root: &Path) -> Result<TestTools> {
         clients_dir,
     })
 }
+
+/// True when a Docker-API engine answers (`docker info`): the sandbox (ptc-svc) needs one.
+pub fn docker_engine_up() -> bool {
+    std::process::Command::new("docker")
+        .arg("info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

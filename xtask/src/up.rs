@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::cmd;
 use crate::gateway::{self, GatewayConfig};
-use crate::stack::Supervisor;
+use crate::stack::{Spawn, Supervisor};
 use crate::tools;
 
 pub struct UpOptions {
@@ -30,6 +31,7 @@ impl Default for UpOptions {
 }
 
 const TRANSLATOR_ADDR: &str = "127.0.0.1:50051";
+const PTC_ADDR: &str = "127.0.0.1:50053";
 const RATELIMIT_ADDR: &str = "127.0.0.1:50052";
 const RATELIMIT_HTTP_ADDR: &str = "127.0.0.1:9092";
 const ADMIN_PORT: u16 = 9901;
@@ -42,7 +44,19 @@ pub fn run(root: &Path, options: UpOptions) -> Result<()> {
     if options.fake_bedrock {
         packages.push("fake-bedrock");
     }
+    // Programmatic Tool Calling runs when a Docker engine is reachable (spec: "sandbox if a
+    // Docker engine is reachable"); without one the gateway answers PTC requests with a 400.
+    let sandbox = tools::docker_engine_up();
+    if sandbox {
+        packages.push("ptc-svc");
+    } else {
+        eprintln!("xtask: no Docker engine reachable: starting without the PTC sandbox");
+    }
     let bin_dir = tools::build_binaries(root, &packages, options.release)?;
+    if sandbox {
+        // Idempotent: a no-op when the image already carries the current runner.
+        cmd::run(&mut std::process::Command::new(bin_dir.join("ptc-image")))?;
+    }
     let data_dir = root.join(".gateway");
     std::fs::create_dir_all(&data_dir)?;
     let master_key = master_key(&data_dir)?;
@@ -55,6 +69,7 @@ pub fn run(root: &Path, options: UpOptions) -> Result<()> {
             envoy: &envoy,
             wasm: &wasm,
             bin_dir: &bin_dir,
+            sandbox,
         };
         let result = serve(&mut supervisor, &options, built, &data_dir, &master_key).await;
         eprintln!("xtask: stopping the gateway");
@@ -68,6 +83,8 @@ struct Built<'a> {
     envoy: &'a Path,
     wasm: &'a Path,
     bin_dir: &'a Path,
+    /// Start ptc-svc (a Docker engine answered).
+    sandbox: bool,
 }
 
 async fn serve(
@@ -104,6 +121,22 @@ async fn serve(
             ("AWS_ACCESS_KEY_ID".to_string(), "fake".to_string()),
             ("AWS_SECRET_ACCESS_KEY".to_string(), "fake".to_string()),
         ]);
+    }
+    if built.sandbox {
+        let (_pid, mut lines) = supervisor.spawn(Spawn {
+            name: "ptc-svc",
+            program: built.bin_dir.join("ptc-svc"),
+            args: Vec::new(),
+            env: vec![
+                ("PTC_LISTEN".to_string(), PTC_ADDR.to_string()),
+                ("LOG_FORMAT".to_string(), "text".to_string()),
+                ("NO_COLOR".to_string(), "1".to_string()),
+            ],
+        })?;
+        supervisor
+            .wait_line(&mut lines, "ptc-svc listening", READY_TIMEOUT)
+            .await?;
+        env.push(("PTC_ENDPOINT".to_string(), format!("http://{PTC_ADDR}")));
     }
     let translator: SocketAddr = TRANSLATOR_ADDR.parse()?;
     gateway::start_translator(supervisor, built.bin_dir, translator, env, READY_TIMEOUT).await?;

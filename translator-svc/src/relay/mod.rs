@@ -470,13 +470,27 @@ impl Relay {
         }
     }
 
-    /// Anthropic model objects for every listed entry.
+    /// Anthropic model objects for every listed entry, plus their Bedrock ids when
+    /// `MODELS_LIST_BEDROCK_IDS` is on (spec 17).
     pub fn model_objects(&self) -> Vec<Value> {
-        self.models()
-            .listed()
-            .into_iter()
+        let table = self.models();
+        let listed = table.listed();
+        let mut objects: Vec<Value> = listed
+            .iter()
             .map(|e| crate::api::model_object(&e.key, &e.display_name, e.created_at.as_deref()))
-            .collect()
+            .collect();
+        if self.config.models_list_bedrock_ids {
+            for e in &listed {
+                if !objects.iter().any(|o| o["id"] == e.bedrock_id.as_str()) {
+                    objects.push(crate::api::model_object(
+                        &e.bedrock_id,
+                        &e.display_name,
+                        e.created_at.as_deref(),
+                    ));
+                }
+            }
+        }
+        objects
     }
 
     pub fn model_object(&self, id: &str) -> Option<Value> {
