@@ -104,14 +104,16 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn bad(name: &'static str, reason: impl Into<String>) -> ConfigError {
+/// A `ConfigError` naming the variable (shared by every settings module of the service).
+pub(crate) fn bad(name: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         name,
         reason: reason.into(),
     }
 }
 
-fn parse<T: std::str::FromStr>(
+/// `name` parsed as `T`, or `default` when unset.
+pub(crate) fn number<T: std::str::FromStr>(
     src: &dyn Source,
     name: &'static str,
     default: T,
@@ -128,7 +130,12 @@ where
     }
 }
 
-fn flag(src: &dyn Source, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+/// A boolean setting: 1/true/yes/on or 0/false/no/off.
+pub(crate) fn flag(
+    src: &dyn Source,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
     match src.get(name).map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(default),
         Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
@@ -138,7 +145,7 @@ fn flag(src: &dyn Source, name: &'static str, default: bool) -> Result<bool, Con
 }
 
 fn secs(src: &dyn Source, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-    let v: f64 = parse(src, name, default as f64)?;
+    let v: f64 = number(src, name, default as f64)?;
     if !(v.is_finite() && v > 0.0) {
         return Err(bad(name, "must be a positive number of seconds"));
     }
@@ -234,12 +241,12 @@ impl Config {
                 "must exceed SSE_PING_INTERVAL_SECS",
             ));
         }
-        let max_concurrent_calls: usize = parse(src, "MAX_CONCURRENT_CALLS", 256)?;
+        let max_concurrent_calls: usize = number(src, "MAX_CONCURRENT_CALLS", 256)?;
         if max_concurrent_calls == 0 {
             return Err(bad("MAX_CONCURRENT_CALLS", "must be at least 1"));
         }
         Ok(Config {
-            listen: parse(
+            listen: number(
                 src,
                 "TRANSLATOR_LISTEN",
                 SocketAddr::from(([127, 0, 0, 1], 50051)),
@@ -254,7 +261,7 @@ impl Config {
             bedrock_role_arn: src.get("BEDROCK_ROLE_ARN"),
             bedrock_region: src.get("BEDROCK_REGION"),
             bedrock_connect_timeout: secs(src, "BEDROCK_CONNECT_TIMEOUT_SECS", 10)?,
-            bedrock_max_attempts: parse(src, "BEDROCK_MAX_ATTEMPTS", 2)?,
+            bedrock_max_attempts: number(src, "BEDROCK_MAX_ATTEMPTS", 2)?,
             claude_api,
             model_default_profile,
             model_derive_claude_ids: flag(src, "MODEL_DERIVE_CLAUDE_IDS", true)?,
@@ -303,13 +310,13 @@ impl Config {
             media_fetch_enabled: flag(src, "MEDIA_FETCH_ENABLED", true)?,
             media_fetch_allow_http: flag(src, "MEDIA_FETCH_ALLOW_HTTP", false)?,
             media_fetch_allow_private: flag(src, "MEDIA_FETCH_ALLOW_PRIVATE", false)?,
-            adaptive_fallback_budget: parse(src, "ADAPTIVE_FALLBACK_BUDGET", 16000)?,
+            adaptive_fallback_budget: number(src, "ADAPTIVE_FALLBACK_BUDGET", 16000)?,
             sse_ping_interval,
             upstream_idle_timeout,
             metadata_wait: secs(src, "METADATA_WAIT_SECS", 5)?,
             default_service_tier,
             max_concurrent_calls,
-            max_body_bytes: parse(src, "MAX_BODY_BYTES", 32 * 1024 * 1024)?,
+            max_body_bytes: number(src, "MAX_BODY_BYTES", 32 * 1024 * 1024)?,
             log_format,
             keys: crate::keys::KeysConfig::from_source(src)?,
             ptc: crate::ptc::PtcConfig::from_source(src)?,

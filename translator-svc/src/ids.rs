@@ -6,7 +6,9 @@ use sha2::{Digest, Sha256};
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-fn base62(len: usize) -> String {
+/// `len` random base62 characters. `rand::rng()` is a ChaCha CSPRNG seeded and reseeded from the
+/// OS, so this also serves API key secrets (`keys::secret`).
+pub fn base62(len: usize) -> String {
     let mut rng = rand::rng();
     (0..len)
         .map(|_| char::from(BASE62[rng.random_range(0..BASE62.len())]))

@@ -11,8 +11,9 @@ use std::time::Duration;
 pub use master::{MASTER_KEY_ID, MasterKeyVerifier};
 pub use service::{AuthService, auth_service};
 
-/// Service tier of a key (spec 10.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Service tier of a key (spec 10.6), as stored with the key and reported to the gate filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Tier {
     #[default]
     Default,
@@ -22,6 +23,12 @@ pub enum Tier {
 }
 
 impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::Default, Tier::Flex, Tier::Priority, Tier::Reserved];
+
+    pub fn parse(text: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Default => "default",

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{ConfigError, Source};
+use crate::config::{ConfigError, Source, bad, flag, number};
 use crate::pricing::TierMultipliers;
 
 /// Where the DynamoDB tables live.
@@ -60,30 +60,6 @@ pub struct KeysConfig {
     pub usage: UsageSettings,
 }
 
-fn bad(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        name,
-        reason: reason.into(),
-    }
-}
-
-fn number<T: std::str::FromStr>(
-    src: &dyn Source,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match src.get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|e| bad(name, format!("{v:?}: {e}"))),
-    }
-}
-
 fn secs(
     src: &dyn Source,
     name: &'static str,
@@ -101,15 +77,6 @@ fn positive(src: &dyn Source, name: &'static str, default: usize) -> Result<usiz
     match number(src, name, default)? {
         0 => Err(bad(name, "must be at least 1")),
         v => Ok(v),
-    }
-}
-
-fn flag(src: &dyn Source, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match src.get(name).map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
-        Some(v) => Err(bad(name, format!("{v:?} is not a boolean"))),
     }
 }
 

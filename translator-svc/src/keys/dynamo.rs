@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::types::{
 use tokio::sync::oneshot;
 
 use super::config::{KeysConfig, StoreMode};
+use super::item::{Item, StoreError};
 use super::tables::{PK, SK, TableNames};
 
 /// The client and the table names: what every store in this crate works with.
@@ -23,6 +24,58 @@ use super::tables::{PK, SK, TableNames};
 pub struct Dynamo {
     pub client: Client,
     pub tables: TableNames,
+}
+
+/// Small whole-table operations shared by the pricing and model-mapping tables (one item per
+/// name under `pk`).
+impl Dynamo {
+    /// Every item of `table`, following scan pages, read consistently.
+    pub async fn scan_all(&self, table: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(StoreError::backend)?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    pub async fn put(&self, table: &str, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(())
+    }
+
+    /// Delete the item whose `pk` is `key`; `Ok(false)` when there was none.
+    pub async fn delete(&self, table: &str, key: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(table)
+            .key(PK, super::item::s(key))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
 }
 
 /// The embedded DynamoDB-compatible server; stops when dropped.

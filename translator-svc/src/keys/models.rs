@@ -36,31 +36,15 @@ pub fn validate_entry(key: &str, mut entry: Value) -> Result<(Value, ModelEntry)
 
 pub async fn list_models(dynamo: &Dynamo) -> Result<Vec<StoredModel>, StoreError> {
     let mut models = Vec::new();
-    let mut start: Option<Item> = None;
-    loop {
-        let out = dynamo
-            .client
-            .scan()
-            .table_name(&dynamo.tables.models)
-            .set_exclusive_start_key(start)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::backend)?;
-        for item in out.items() {
-            let text = req_s(item, "entry")?;
-            let entry = serde_json::from_str(&text)
-                .map_err(|e| StoreError::Malformed(format!("model entry: {e}")))?;
-            models.push(StoredModel {
-                key: req_s(item, PK)?,
-                entry,
-                updated_at: super::item::get_s(item, "updated_at"),
-            });
-        }
-        match out.last_evaluated_key {
-            Some(next) if !next.is_empty() => start = Some(next),
-            _ => break,
-        }
+    for item in dynamo.scan_all(&dynamo.tables.models).await? {
+        let text = req_s(&item, "entry")?;
+        let entry = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Malformed(format!("model entry: {e}")))?;
+        models.push(StoredModel {
+            key: req_s(&item, PK)?,
+            entry,
+            updated_at: super::item::get_s(&item, "updated_at"),
+        });
     }
     models.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(models)
@@ -77,29 +61,12 @@ pub async fn put_model(
         ("entry".into(), s(entry.to_string())),
         ("updated_at".into(), s(now)),
     ]);
-    dynamo
-        .client
-        .put_item()
-        .table_name(&dynamo.tables.models)
-        .set_item(Some(item))
-        .send()
-        .await
-        .map_err(StoreError::backend)?;
-    Ok(())
+    dynamo.put(&dynamo.tables.models, item).await
 }
 
 /// `Ok(false)` when there was no such entry.
 pub async fn delete_model(dynamo: &Dynamo, key: &str) -> Result<bool, StoreError> {
-    let out = dynamo
-        .client
-        .delete_item()
-        .table_name(&dynamo.tables.models)
-        .key(PK, s(key))
-        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-        .send()
-        .await
-        .map_err(StoreError::backend)?;
-    Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    dynamo.delete(&dynamo.tables.models, key).await
 }
 
 /// What the relay polls for operator model entries.

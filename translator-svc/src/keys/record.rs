@@ -34,33 +34,8 @@ impl KeyStatus {
     }
 }
 
-/// Bedrock service tier used for this key's requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Tier {
-    #[default]
-    Default,
-    Flex,
-    Priority,
-    Reserved,
-}
-
-impl Tier {
-    pub const ALL: [Tier; 4] = [Tier::Default, Tier::Flex, Tier::Priority, Tier::Reserved];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Default => "default",
-            Tier::Flex => "flex",
-            Tier::Priority => "priority",
-            Tier::Reserved => "reserved",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Tier> {
-        Tier::ALL.into_iter().find(|t| t.as_str() == text)
-    }
-}
+/// Bedrock service tier used for a key's requests: the same type the Auth service reports.
+pub use crate::auth::Tier;
 
 /// The key's preferred prompt-cache TTL (applied by the relay where the client sets none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

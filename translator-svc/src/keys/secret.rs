@@ -1,7 +1,7 @@
 //! API key material: generation from the thread CSPRNG, the SHA-256 form stored at rest, and the
 //! short display prefix. The full key exists only in the create/rotate response; never log it.
 
-use rand::Rng;
+use crate::ids::base62;
 use sha2::{Digest, Sha256};
 
 /// Every gateway key starts with this; anything else is refused without a store lookup.
@@ -10,16 +10,6 @@ pub const KEY_PREFIX: &str = "sk-gw-";
 const SECRET_CHARS: usize = 43;
 /// How much of the key (after `sk-gw-`) is kept for display: `sk-gw-AbCd`.
 const DISPLAY_CHARS: usize = 4;
-const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-fn base62(len: usize) -> String {
-    // `rand::rng()` is a ChaCha CSPRNG seeded and periodically reseeded from the OS.
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| char::from(BASE62[rng.random_range(0..BASE62.len())]))
-        .collect()
-}
-
 /// A new secret key: `sk-gw-` + 43 base62 characters.
 pub fn generate_key() -> String {
     format!("{KEY_PREFIX}{}", base62(SECRET_CHARS))

@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 use super::cache::VerdictCache;
 use super::clock::{Clock, Date, rfc3339_millis};
 use super::item::StoreError;
-use super::record::{KeyPolicy, KeyRecord, KeyStatus, Tier};
+use super::record::{KeyPolicy, KeyRecord, KeyStatus};
 use super::secret::{hash_key, looks_like_key};
 use super::store::KeyStore;
-use crate::auth::{self, Denial, KeyGrant, KeyVerifier, MasterKeyVerifier, Verdict, VerifyError};
+use crate::auth::{Denial, KeyGrant, KeyVerifier, MasterKeyVerifier, Verdict, VerifyError};
 use crate::pricing::nanos_to_usd;
 
 pub use crate::auth::MASTER_KEY_ID;
@@ -24,15 +24,6 @@ pub struct Verifier {
     clock: Arc<dyn Clock>,
     master: MasterKeyVerifier,
     cache: VerdictCache,
-}
-
-fn tier_of(tier: Tier) -> auth::Tier {
-    match tier {
-        Tier::Default => auth::Tier::Default,
-        Tier::Flex => auth::Tier::Flex,
-        Tier::Priority => auth::Tier::Priority,
-        Tier::Reserved => auth::Tier::Reserved,
-    }
 }
 
 /// 90 % of the budget spent.
@@ -122,7 +113,7 @@ impl Verifier {
         }
         Ok(Verdict::Allowed(KeyGrant {
             key_id: record.id.clone(),
-            tier: tier_of(record.settings.tier),
+            tier: record.settings.tier,
             requests_per_minute: record.settings.requests_per_minute,
             tokens_per_minute: record.settings.tokens_per_minute,
             cache_ttl: near.then_some(NEAR_BUDGET_FILTER_TTL),

@@ -26,26 +26,10 @@ fn price_from(item: &Item) -> Result<(String, Price), StoreError> {
 
 pub async fn load_prices(dynamo: &Dynamo) -> Result<Vec<(String, Price)>, StoreError> {
     let mut prices = Vec::new();
-    let mut start: Option<Item> = None;
-    loop {
-        let out = dynamo
-            .client
-            .scan()
-            .table_name(&dynamo.tables.pricing)
-            .set_exclusive_start_key(start)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::backend)?;
-        for item in out.items() {
-            match price_from(item) {
-                Ok(entry) => prices.push(entry),
-                Err(e) => tracing::warn!(error = %e, "skipping a malformed pricing item"),
-            }
-        }
-        match out.last_evaluated_key {
-            Some(next) if !next.is_empty() => start = Some(next),
-            _ => break,
+    for item in dynamo.scan_all(&dynamo.tables.pricing).await? {
+        match price_from(&item) {
+            Ok(entry) => prices.push(entry),
+            Err(e) => tracing::warn!(error = %e, "skipping a malformed pricing item"),
         }
     }
     prices.sort_by(|a, b| a.0.cmp(&b.0));
@@ -67,29 +51,12 @@ pub async fn put_price(
         ("cache_write_1h".into(), n(price.cache_write_1h)),
         ("updated_at".into(), s(now)),
     ]);
-    dynamo
-        .client
-        .put_item()
-        .table_name(&dynamo.tables.pricing)
-        .set_item(Some(item))
-        .send()
-        .await
-        .map_err(StoreError::backend)?;
-    Ok(())
+    dynamo.put(&dynamo.tables.pricing, item).await
 }
 
 /// `Ok(false)` when there was no such entry.
 pub async fn delete_price(dynamo: &Dynamo, model: &str) -> Result<bool, StoreError> {
-    let out = dynamo
-        .client
-        .delete_item()
-        .table_name(&dynamo.tables.pricing)
-        .key(PK, s(model))
-        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-        .send()
-        .await
-        .map_err(StoreError::backend)?;
-    Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    dynamo.delete(&dynamo.tables.pricing, model).await
 }
 
 /// Re-read the table into the book; on failure the book keeps the prices it had.

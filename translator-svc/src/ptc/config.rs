@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigError, Source};
+use crate::config::{ConfigError, Source, bad, flag};
 
 #[derive(Debug, Clone)]
 pub struct PtcConfig {
@@ -20,29 +20,11 @@ pub struct PtcConfig {
     pub max_model_calls: u32,
 }
 
-fn bad(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        name,
-        reason: reason.into(),
-    }
-}
-
+/// A positive integer setting.
 fn number(src: &dyn Source, name: &'static str, default: u64) -> Result<u64, ConfigError> {
-    match src.get(name) {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(bad(name, format!("{v:?} is not a positive integer"))),
-        },
-    }
-}
-
-fn flag(src: &dyn Source, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match src.get(name).map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
-        Some(v) => Err(bad(name, format!("{v:?} is not a boolean"))),
+    match crate::config::number(src, name, default)? {
+        0 => Err(bad(name, "must be a positive integer")),
+        n => Ok(n),
     }
 }
 
