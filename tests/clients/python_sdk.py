@@ -148,6 +148,26 @@ def case_throttle():
     return {"error_class": None}
 
 
+def case_rate_limited():
+    """Sends requests until the gateway answers 429; reports how many got through first."""
+    c = client()
+    succeeded = 0
+    for _ in range(10):
+        try:
+            c.messages.create(
+                model=MODEL, max_tokens=16, messages=[user("Count me [[fake:text]]")]
+            )
+            succeeded += 1
+        except anthropic.RateLimitError as error:
+            report = error_report(error)
+            report["succeeded_before"] = succeeded
+            report["requests_limit"] = error.response.headers.get(
+                "anthropic-ratelimit-requests-limit"
+            )
+            return report
+    return {"error_class": None, "succeeded_before": succeeded}
+
+
 CASES = {
     name[len("case_"):]: function
     for name, function in globals().items()

@@ -21,6 +21,9 @@ pub struct EnvoyOptions {
     pub translator_addr: SocketAddr,
     /// Added by Envoy as `x-gw-internal-secret`.
     pub internal_secret: String,
+    /// ratelimit-svc's gRPC address: `Some` renders the rate-limit filter and route policy from
+    /// `envoy/ratelimit.fragment.yaml`; `None` renders the config without rate limiting.
+    pub ratelimit_addr: Option<SocketAddr>,
     /// Where the rendered config and the log go.
     pub work_dir: PathBuf,
 }
@@ -36,15 +39,22 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Envoy {
     pub async fn start(options: EnvoyOptions) -> Result<Self> {
-        let vars = EnvoyVars {
+        let mut vars = EnvoyVars {
             listen_port: 0,
             admin_port: 0,
             translator_host: options.translator_addr.ip().to_string(),
             translator_port: options.translator_addr.port(),
-            // No rate-limit filter is configured yet; the cluster is never used.
+            // Without rate limiting the filter is absent and this cluster is never used.
             ratelimit_port: 1,
             ..EnvoyVars::local(&options.wasm, &options.internal_secret)
         };
+        if let Some(ratelimit) = options.ratelimit_addr {
+            vars.ratelimit_host = ratelimit.ip().to_string();
+            vars.ratelimit_port = ratelimit.port();
+            vars = vars
+                .with_rate_limiting()
+                .map_err(|e| anyhow!("adding rate limiting to the Envoy config: {e}"))?;
+        }
         let config = render_envoy(&vars).map_err(|e| anyhow!("rendering the Envoy config: {e}"))?;
         let config_path = options.work_dir.join("envoy.yaml");
         std::fs::write(&config_path, config)

@@ -1,13 +1,15 @@
 //! The whole gateway for one test: the fake Bedrock (in-process), translator-svc (the built
-//! binary), and real Envoy with the rendered template and the real wasm filter, all on ephemeral
-//! loopback ports. Readiness is awaited, never slept for; logs go to a temporary directory and are
+//! binary), real Envoy with the rendered template and the real wasm filter, and on request
+//! ratelimit-svc (in-process, in-memory store), all on ephemeral loopback ports. Readiness is awaited, never slept for; logs go to a temporary directory and are
 //! printed when the test fails; everything stops when the `Stack` is dropped.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use fake_bedrock::FakeBedrock;
+use ratelimit_svc::limiter::ManualClock;
 use tempfile::TempDir;
 
 use crate::envoy::{Envoy, EnvoyOptions};
@@ -36,6 +38,8 @@ pub struct StackOptions {
     pub claude_api: ClaudeApi,
     /// Extra translator-svc variables (they win over the defaults below).
     pub translator_env: Vec<(String, String)>,
+    /// Also start ratelimit-svc and render Envoy with the rate-limit filter (per-key rpm/tpm).
+    pub with_ratelimit: bool,
 }
 
 impl Default for StackOptions {
@@ -43,6 +47,7 @@ impl Default for StackOptions {
         Self {
             claude_api: ClaudeApi::Invoke,
             translator_env: Vec::new(),
+            with_ratelimit: false,
         }
     }
 }
@@ -60,6 +65,13 @@ impl StackOptions {
             .push((name.to_string(), value.to_string()));
         self
     }
+
+    /// Start ratelimit-svc too: in-process, in-memory counters, its clock frozen at start so a
+    /// key's minute never refills during the test.
+    pub fn with_ratelimit(mut self) -> Self {
+        self.with_ratelimit = true;
+        self
+    }
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,6 +80,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Stack {
     envoy: Envoy,
     translator: ChildProcess,
+    /// In-process ratelimit-svc (when asked for); stopped when the stack is dropped.
+    ratelimit: Option<ratelimit_svc::server::Running>,
     /// The fake Bedrock translator-svc calls; tests enqueue scenarios and read recorded requests.
     pub fake: FakeBedrock,
     /// `http://127.0.0.1:PORT` of the Envoy listener: what clients use as ANTHROPIC_BASE_URL.
@@ -82,7 +96,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts fake Bedrock, translator-svc and Envoy. `Ok(None)`: a component is missing outside CI
+    /// Starts fake Bedrock, translator-svc, ratelimit-svc when asked, and Envoy. `Ok(None)`: a component is missing outside CI
     /// and the test should return (the reason was printed); under `CI=true` that is an error.
     pub async fn start(options: StackOptions) -> Result<Option<Self>> {
         let (Some(envoy_bin), Some(wasm)) = (tools::envoy()?, tools::gate_wasm()?) else {
@@ -138,6 +152,21 @@ impl Stack {
         let translator_url = format!("http://{addr}");
         wait_ready(&mut translator, &format!("{translator_url}/ready")).await?;
 
+        let ratelimit = if options.with_ratelimit {
+            let mut config = ratelimit_svc::config::Config::from_lookup(|_| None)
+                .context("ratelimit-svc config")?;
+            config.listen = "127.0.0.1:0".parse()?;
+            config.http_listen = "127.0.0.1:0".parse()?;
+            let clock = ManualClock::starting_now();
+            Some(
+                ratelimit_svc::server::start(&config, Arc::new(clock))
+                    .await
+                    .context("starting ratelimit-svc")?,
+            )
+        } else {
+            None
+        };
+
         let envoy = Envoy::start(EnvoyOptions {
             envoy_bin,
             wasm,
@@ -145,6 +174,7 @@ impl Stack {
                 .parse()
                 .context("translator-svc printed a bad address")?,
             internal_secret: internal_secret.clone(),
+            ratelimit_addr: ratelimit.as_ref().map(|running| running.grpc_addr),
             work_dir: logs.path().to_path_buf(),
         })
         .await
@@ -153,6 +183,7 @@ impl Stack {
         Ok(Some(Self {
             envoy,
             translator,
+            ratelimit,
             fake,
             url,
             master_key,
@@ -200,6 +231,9 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        if let Some(ratelimit) = &self.ratelimit {
+            let _ = ratelimit.stopper().send(true);
+        }
         if std::thread::panicking() {
             #[expect(
                 clippy::print_stderr,

@@ -1,5 +1,6 @@
 //! Where the end-to-end tests find what lives outside cargo: the variables `cargo xtask test`
-//! exports (ENVOY_BIN, GATE_WASM, GATEWAY_PYTHON, CLIENTS_DIR, TRANSLATOR_BIN), else the usual
+//! exports (ENVOY_BIN, GATE_WASM, GATEWAY_PYTHON, CLIENTS_DIR, TRANSLATOR_BIN,
+//! GATEWAYCTL_BIN), else the usual
 //! places. Under `CI=true` a missing component is an error; elsewhere the test is skipped, loudly.
 
 use std::path::{Path, PathBuf};
@@ -99,20 +100,32 @@ pub fn node() -> Result<Option<PathBuf>> {
 /// The translator-svc binary: TRANSLATOR_BIN, else the one beside this test binary, built first
 /// when missing.
 pub fn translator_bin() -> Result<PathBuf> {
-    if let Some(path) = env_path("TRANSLATOR_BIN") {
+    package_bin("TRANSLATOR_BIN", "translator-svc")
+}
+
+/// The operator CLI (built from translator-svc): GATEWAYCTL_BIN, else the one beside this test
+/// binary, built first when missing.
+pub fn gatewayctl_bin() -> Result<PathBuf> {
+    package_bin("GATEWAYCTL_BIN", "gatewayctl")
+}
+
+/// A translator-svc binary named `name`: `$var`, else `<target>/<profile>/name`, built with
+/// `cargo build -p translator-svc --bins` when missing.
+fn package_bin(var: &str, name: &str) -> Result<PathBuf> {
+    if let Some(path) = env_path(var) {
         return Ok(path);
     }
-    let path = profile_dir()?.join("translator-svc");
+    let path = profile_dir()?.join(name);
     if !path.is_file() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-p", "translator-svc"])
+            .args(["build", "-p", "translator-svc", "--bins"])
             .current_dir(workspace_root())
             .status()
-            .context("running cargo build -p translator-svc")?;
+            .context("running cargo build -p translator-svc --bins")?;
         if !status.success() || !path.is_file() {
             bail!(
-                "cargo build -p translator-svc did not produce {}",
+                "cargo build -p translator-svc --bins did not produce {}",
                 path.display()
             );
         }

@@ -64,6 +64,7 @@ impl Edge {
             wasm,
             translator_addr,
             internal_secret: SECRET.to_string(),
+            ratelimit_addr: None,
             work_dir: dir.path().to_path_buf(),
         })
         .await
