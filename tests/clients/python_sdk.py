@@ -168,6 +168,94 @@ def case_rate_limited():
     return {"error_class": None, "succeeded_before": succeeded}
 
 
+PTC_TOOLS = [
+    {"type": "code_execution_20250825", "name": "code_execution"},
+    {
+        "name": "get_weather",
+        "description": "The current weather of a city.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+        "allowed_callers": ["code_execution_20250825"],
+    },
+]
+
+
+def case_ptc():
+    """Programmatic Tool Calling on the beta surface: answers each tool call the code makes
+    (a tool_use with a `caller`) until the turn ends."""
+    c = client()
+    messages = [user("What is the weather in Paris? Use code.")]
+    rounds = []
+    containers = []
+    final = None
+    for _ in range(6):
+        extra = {"container": containers[-1]} if containers else {}
+        message = c.beta.messages.create(
+            model=MODEL,
+            max_tokens=1024,
+            betas=["advanced-tool-use-2025-11-20"],
+            tools=PTC_TOOLS,
+            messages=messages,
+            **extra,
+        )
+        rounds.append(
+            {
+                "stop_reason": message.stop_reason,
+                "blocks": [block.type for block in message.content],
+                "callers": [
+                    block.caller.model_dump(mode="json")
+                    for block in message.content
+                    if block.type == "tool_use" and getattr(block, "caller", None)
+                ],
+            }
+        )
+        containers.append(message.container.id if message.container else None)
+        if message.stop_reason == "end_turn":
+            final = message
+            break
+        calls = [
+            block
+            for block in message.content
+            if block.type == "tool_use" and getattr(block, "caller", None)
+        ]
+        if not calls:
+            break
+        messages.append({"role": "assistant", "content": message.content})
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": call.id,
+                        "content": f"sunny-22C-in-{call.input.get('city', '?')}",
+                    }
+                    for call in calls
+                ],
+            }
+        )
+    text = stdout = None
+    if final is not None:
+        text = "".join(b.text for b in final.content if b.type == "text")
+        stdout = next(
+            (
+                b.model_dump(mode="json")["content"].get("stdout")
+                for b in final.content
+                if b.type == "code_execution_tool_result"
+            ),
+            None,
+        )
+    return {
+        "rounds": rounds,
+        "containers": containers,
+        "final_text": text,
+        "stdout": stdout,
+    }
+
+
 CASES = {
     name[len("case_"):]: function
     for name, function in globals().items()

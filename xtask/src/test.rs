@@ -34,6 +34,7 @@ pub fn run(root: &Path, passthrough: &[String]) -> Result<()> {
         .env("CLIENTS_DIR", &tools.clients_dir)
         .env("TRANSLATOR_BIN", bin_dir.join("translator-svc"))
         .env("GATEWAYCTL_BIN", bin_dir.join("gatewayctl"))
+        .env("PTC_SVC_BIN", bin_dir.join("ptc-svc"))
         .env("FAKE_BEDROCK_BIN", bin_dir.join("fake-bedrock"));
     eprintln!(
         "xtask: ENVOY_BIN={} GATE_WASM={} GATEWAY_PYTHON={} CLIENTS_DIR={}",

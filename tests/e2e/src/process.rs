@@ -131,6 +131,24 @@ impl ChildProcess {
         )
     }
 
+    /// SIGTERM, then up to `grace` for it to exit (a service that cleans up after itself, like
+    /// ptc-svc removing its containers); SIGKILL after that.
+    pub fn terminate(&mut self, grace: Duration) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.kill();
+    }
+
     /// Kills the process and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

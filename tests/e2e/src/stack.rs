@@ -1,6 +1,7 @@
 //! The whole gateway for one test: the fake Bedrock (in-process), translator-svc (the built
 //! binary), real Envoy with the rendered template and the real wasm filter, and on request
-//! ratelimit-svc (in-process, in-memory store), all on ephemeral loopback ports. Readiness is awaited, never slept for; logs go to a temporary directory and are
+//! ratelimit-svc (in-process, in-memory store) and ptc-svc (the built binary, sandboxes on the
+//! local Docker engine), all on ephemeral loopback ports. Readiness is awaited, never slept for; logs go to a temporary directory and are
 //! printed when the test fails; everything stops when the `Stack` is dropped.
 
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ pub struct StackOptions {
     pub translator_env: Vec<(String, String)>,
     /// Also start ratelimit-svc and render Envoy with the rate-limit filter (per-key rpm/tpm).
     pub with_ratelimit: bool,
+    /// Also start ptc-svc (Programmatic Tool Calling) and point translator-svc at it
+    /// (`PTC_ENDPOINT`). Needs a Docker engine and the `gateway-ptc-sandbox` image.
+    pub with_ptc: bool,
 }
 
 impl Default for StackOptions {
@@ -48,6 +52,7 @@ impl Default for StackOptions {
             claude_api: ClaudeApi::Invoke,
             translator_env: Vec::new(),
             with_ratelimit: false,
+            with_ptc: false,
         }
     }
 }
@@ -72,6 +77,13 @@ impl StackOptions {
         self.with_ratelimit = true;
         self
     }
+
+    /// Start ptc-svc too (the built binary, on an ephemeral port) and enable PTC in
+    /// translator-svc.
+    pub fn with_ptc(mut self) -> Self {
+        self.with_ptc = true;
+        self
+    }
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -82,6 +94,8 @@ pub struct Stack {
     translator: ChildProcess,
     /// In-process ratelimit-svc (when asked for); stopped when the stack is dropped.
     ratelimit: Option<ratelimit_svc::server::Running>,
+    /// ptc-svc (when asked for); terminated gracefully so it removes its containers.
+    ptc: Option<ChildProcess>,
     /// The fake Bedrock translator-svc calls; tests enqueue scenarios and read recorded requests.
     pub fake: FakeBedrock,
     /// `http://127.0.0.1:PORT` of the Envoy listener: what clients use as ANTHROPIC_BASE_URL.
@@ -96,13 +110,21 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts fake Bedrock, translator-svc, ratelimit-svc when asked, and Envoy. `Ok(None)`: a component is missing outside CI
+    /// Starts fake Bedrock, ptc-svc and ratelimit-svc when asked, translator-svc, and Envoy. `Ok(None)`: a component is missing outside CI
     /// and the test should return (the reason was printed); under `CI=true` that is an error.
     pub async fn start(options: StackOptions) -> Result<Option<Self>> {
         let (Some(envoy_bin), Some(wasm)) = (tools::envoy()?, tools::gate_wasm()?) else {
             return Ok(None);
         };
         let translator_bin = tools::translator_bin()?;
+        let ptc_bin = if options.with_ptc {
+            if !tools::docker_engine()? {
+                return Ok(None);
+            }
+            Some(tools::ptc_svc_bin()?)
+        } else {
+            None
+        };
         let logs = tempfile::Builder::new()
             .prefix("gateway-e2e-")
             .tempdir()
@@ -137,6 +159,14 @@ impl Stack {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let ptc = match &ptc_bin {
+            Some(bin) => {
+                let (process, endpoint) = start_ptc(bin, logs.path()).await?;
+                env.push(("PTC_ENDPOINT".to_string(), endpoint));
+                Some(process)
+            }
+            None => None,
+        };
         env.extend(options.translator_env.iter().cloned());
         let mut translator =
             ChildProcess::spawn("translator-svc", &translator_bin, &[], &env, logs.path())?;
@@ -184,6 +214,7 @@ impl Stack {
             envoy,
             translator,
             ratelimit,
+            ptc,
             fake,
             url,
             master_key,
@@ -208,10 +239,14 @@ impl Stack {
 
     /// (name, pid) of each process of the chain, for memory readings.
     pub fn pids(&self) -> Vec<(&str, u32)> {
-        vec![
+        let mut pids = vec![
             ("envoy", self.envoy.pid()),
             (self.translator.name(), self.translator.pid()),
-        ]
+        ];
+        if let Some(ptc) = &self.ptc {
+            pids.push((ptc.name(), ptc.pid()));
+        }
+        pids
     }
 
     /// Where the logs are written.
@@ -221,8 +256,13 @@ impl Stack {
 
     /// The tail of every log, for failure messages.
     pub fn logs(&self) -> String {
+        let ptc = self
+            .ptc
+            .as_ref()
+            .map(|ptc| format!("\n{}", ptc.log_tail(60)))
+            .unwrap_or_default();
         format!(
-            "{}\n{}",
+            "{}\n{}{ptc}",
             self.translator.log_tail(80),
             self.envoy.log_tail(80)
         )
@@ -247,7 +287,48 @@ impl Drop for Stack {
                 );
             }
         }
+        // After the logs: SIGTERM lets ptc-svc remove its sandbox containers.
+        if let Some(ptc) = &mut self.ptc {
+            ptc.terminate(Duration::from_secs(20));
+        }
     }
+}
+
+/// Starts ptc-svc on an ephemeral loopback port (its own replica id, so its containers are its
+/// own) and returns it with its `http://` endpoint once it is listening.
+async fn start_ptc(
+    bin: &std::path::Path,
+    log_dir: &std::path::Path,
+) -> Result<(ChildProcess, String)> {
+    let env: Vec<(String, String)> = [
+        ("PTC_LISTEN", "127.0.0.1:0".to_string()),
+        (
+            "PTC_REPLICA_ID",
+            format!("gateway-e2e-{}-{}", std::process::id(), random_token(8)),
+        ),
+        ("PTC_DRAIN_S", "2".to_string()),
+        ("LOG_FORMAT", "text".to_string()),
+        ("NO_COLOR", "1".to_string()),
+        ("RUST_LOG", "info".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut ptc = ChildProcess::spawn("ptc-svc", bin, &[], &env, log_dir)?;
+    let line = ptc
+        .wait_for_line("ptc-svc listening", READY_TIMEOUT)
+        .await?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("local_addr="))
+        .map(|addr| addr.trim_matches('"').to_string())
+        .with_context(|| {
+            format!(
+                "ptc-svc printed no local_addr: {line}\n{}",
+                ptc.log_tail(20)
+            )
+        })?;
+    Ok((ptc, format!("http://{addr}")))
 }
 
 async fn wait_ready(process: &mut ChildProcess, url: &str) -> Result<()> {

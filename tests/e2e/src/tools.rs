@@ -1,6 +1,6 @@
 //! Where the end-to-end tests find what lives outside cargo: the variables `cargo xtask test`
 //! exports (ENVOY_BIN, GATE_WASM, GATEWAY_PYTHON, CLIENTS_DIR, TRANSLATOR_BIN,
-//! GATEWAYCTL_BIN), else the usual
+//! GATEWAYCTL_BIN, PTC_SVC_BIN), else the usual
 //! places. Under `CI=true` a missing component is an error; elsewhere the test is skipped, loudly.
 
 use std::path::{Path, PathBuf};
@@ -109,9 +109,35 @@ pub fn gatewayctl_bin() -> Result<PathBuf> {
     package_bin("GATEWAYCTL_BIN", "gatewayctl")
 }
 
+/// The ptc-svc binary (the PTC sandbox service): PTC_SVC_BIN, else the one beside this test
+/// binary, built first (`cargo build -p ptc-svc --bins`) when missing.
+pub fn ptc_svc_bin() -> Result<PathBuf> {
+    built_bin("PTC_SVC_BIN", "ptc-svc", "ptc-svc")
+}
+
+/// A Docker engine to run sandboxes on (`DOCKER_HOST` or the default socket). `Ok(false)`:
+/// absent outside CI (the reason was printed); under `CI=true` absence is an error.
+pub fn docker_engine() -> Result<bool> {
+    let found = std::env::var_os("DOCKER_HOST")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/var/run/docker.sock")).filter(|p| p.exists()));
+    Ok(found_or_skip(
+        "a Docker engine (DOCKER_HOST or /var/run/docker.sock)",
+        found,
+        "start dockerd; the PTC sandbox runs on it",
+    )?
+    .is_some())
+}
+
 /// A translator-svc binary named `name`: `$var`, else `<target>/<profile>/name`, built with
 /// `cargo build -p translator-svc --bins` when missing.
 fn package_bin(var: &str, name: &str) -> Result<PathBuf> {
+    built_bin(var, name, "translator-svc")
+}
+
+/// `$var`, else `<target>/<profile>/name`, built with `cargo build -p package --bins` when
+/// missing.
+fn built_bin(var: &str, name: &str, package: &str) -> Result<PathBuf> {
     if let Some(path) = env_path(var) {
         return Ok(path);
     }
@@ -119,13 +145,13 @@ fn package_bin(var: &str, name: &str) -> Result<PathBuf> {
     if !path.is_file() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-p", "translator-svc", "--bins"])
+            .args(["build", "-p", package, "--bins"])
             .current_dir(workspace_root())
             .status()
-            .context("running cargo build -p translator-svc --bins")?;
+            .with_context(|| format!("running cargo build -p {package} --bins"))?;
         if !status.success() || !path.is_file() {
             bail!(
-                "cargo build -p translator-svc --bins did not produce {}",
+                "cargo build -p {package} --bins did not produce {}",
                 path.display()
             );
         }
