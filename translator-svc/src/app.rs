@@ -23,7 +23,11 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Histograms (not summaries) so dashboards can aggregate across replicas.
+            let builder = PrometheusBuilder::new()
+                .set_buckets(crate::usage::LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // A second install (another in-process instance) keeps the first recorder.
             let _ = metrics::set_global_recorder(recorder);
@@ -105,7 +109,7 @@ pub async fn state(
         policies,
         beta_policy(&config)?,
         bedrock,
-        keys.usage_sink.clone(),
+        Arc::new(crate::usage::Metered::new(keys.usage_sink.clone())),
         ptc.clone(),
     );
     let verifier: Arc<dyn auth::KeyVerifier> = keys.verifier.clone();

@@ -605,3 +605,51 @@ async fn key_policy_limits_models_and_sets_the_cache_ttl() {
         .unwrap();
     assert_eq!(shown["key"]["status"], "disabled");
 }
+
+#[tokio::test]
+async fn metrics_describe_requests_tokens_and_latency() {
+    let h = start(&[]).await;
+    let request = json!({"model": "claude-3-5-haiku-latest", "max_tokens": 20, "stream": true, "messages": [user("measure me")]});
+    let (status, _, _) = h.messages(&request).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = h
+        .messages(&json!({"model": "claude-3-5-haiku-latest", "max_tokens": 20, "messages": [user("hi [[fake:throttle]]")]}))
+        .await;
+    assert_eq!(status, 429);
+    let text = h
+        .http
+        .get(format!("{}/metrics", h.service.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |needle: &str| {
+        text.lines()
+            .any(|l| l.starts_with(needle) || (l.contains(needle) && !l.starts_with('#')))
+    };
+    for series in [
+        "translator_requests_total{",
+        "translator_tokens_total{",
+        "translator_request_duration_seconds_bucket{",
+        "translator_time_to_first_token_seconds_bucket{",
+        "translator_bedrock_errors_total{",
+        "translator_errors_total{",
+    ] {
+        assert!(has(series), "{series} missing from /metrics:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("translator_tokens_total{")
+                && l.contains("model=\"claude-3-5-haiku-latest\"")
+                && l.contains("kind=\"output\"")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("translator_errors_total{")
+                && l.contains("type=\"rate_limit_error\"")),
+        "{text}"
+    );
+}

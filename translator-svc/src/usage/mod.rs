@@ -47,35 +47,67 @@ pub trait UsageSink: Send + Sync {
     fn record(&self, record: UsageRecord);
 }
 
-/// Logs each record and counts tokens in metrics; the default until a store is configured.
-pub struct LogSink;
+/// Wraps the store's sink: every record also becomes metrics (tokens, latency, time to first
+/// token) and one structured log line (never the prompt or the key, only ids and counts).
+pub struct Metered {
+    inner: std::sync::Arc<dyn UsageSink>,
+}
 
-impl UsageSink for LogSink {
-    fn record(&self, r: UsageRecord) {
-        let model = r.requested_model.clone();
-        metrics::counter!("translator_tokens_total", "model" => model.clone(), "kind" => "input")
-            .increment(r.usage.input_tokens);
-        metrics::counter!("translator_tokens_total", "model" => model.clone(), "kind" => "output")
-            .increment(r.usage.output_tokens);
-        metrics::counter!("translator_tokens_total", "model" => model.clone(), "kind" => "cache_read").increment(r.usage.cache_read_input_tokens);
-        metrics::counter!("translator_tokens_total", "model" => model, "kind" => "cache_write")
-            .increment(r.usage.cache_creation_input_tokens);
-        tracing::info!(
-            request_id = %r.request_id,
-            key_id = r.key_id.as_deref().unwrap_or("-"),
-            requested_model = %r.requested_model,
-            resolved_model = %r.resolved_model,
-            api = r.api,
-            tier = r.tier.as_deref().unwrap_or("default"),
-            stream = r.stream,
-            input_tokens = r.usage.input_tokens,
-            output_tokens = r.usage.output_tokens,
-            cache_read_input_tokens = r.usage.cache_read_input_tokens,
-            cache_creation_input_tokens = r.usage.cache_creation_input_tokens,
-            latency_ms = r.latency.as_millis() as u64,
-            ttft_ms = r.time_to_first_token.map(|d| d.as_millis() as u64),
-            outcome = r.outcome.label(),
-            "usage"
-        );
+impl Metered {
+    pub fn new(inner: std::sync::Arc<dyn UsageSink>) -> Self {
+        Metered { inner }
     }
+}
+
+impl UsageSink for Metered {
+    fn record(&self, r: UsageRecord) {
+        observe(&r);
+        self.inner.record(r);
+    }
+}
+
+/// Latency buckets (seconds) for the request and time-to-first-token histograms: streams with
+/// long thinking run for minutes.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+fn observe(r: &UsageRecord) {
+    let model = r.requested_model.clone();
+    for (kind, count) in [
+        ("input", r.usage.input_tokens),
+        ("output", r.usage.output_tokens),
+        ("cache_read", r.usage.cache_read_input_tokens),
+        ("cache_write", r.usage.cache_creation_input_tokens),
+    ] {
+        metrics::counter!("translator_tokens_total", "model" => model.clone(), "kind" => kind)
+            .increment(count);
+    }
+    metrics::histogram!("translator_request_duration_seconds",
+        "model" => model.clone(),
+        "api" => r.api,
+        "stream" => if r.stream { "true" } else { "false" },
+        "outcome" => r.outcome.label())
+    .record(r.latency.as_secs_f64());
+    if let Some(ttft) = r.time_to_first_token {
+        metrics::histogram!("translator_time_to_first_token_seconds", "model" => model, "api" => r.api)
+            .record(ttft.as_secs_f64());
+    }
+    tracing::info!(
+        request_id = %r.request_id,
+        key_id = r.key_id.as_deref().unwrap_or("-"),
+        requested_model = %r.requested_model,
+        resolved_model = %r.resolved_model,
+        api = r.api,
+        tier = r.tier.as_deref().unwrap_or("default"),
+        stream = r.stream,
+        input_tokens = r.usage.input_tokens,
+        output_tokens = r.usage.output_tokens,
+        cache_read_input_tokens = r.usage.cache_read_input_tokens,
+        cache_creation_input_tokens = r.usage.cache_creation_input_tokens,
+        latency_ms = r.latency.as_millis() as u64,
+        ttft_ms = r.time_to_first_token.map(|d| d.as_millis() as u64),
+        outcome = r.outcome.label(),
+        "usage"
+    );
 }
