@@ -256,3 +256,42 @@ async fn streaming_through_envoy_is_sse() {
     let last_event = text.lines().rev().find(|line| line.starts_with("event: "));
     assert_eq!(last_event, Some("event: message_stop"), "{text}");
 }
+
+/// The request id the client sees in `request-id` is the one in the gateway's logs for that
+/// request: translator-svc's usage line and Envoy's access log.
+#[tokio::test]
+async fn logs_carry_the_request_id_the_client_saw() {
+    let Some(stack) = start(ClaudeApi::Invoke).await else {
+        return;
+    };
+    let response = messages(&stack, "/v1/messages")
+        .header("x-api-key", &stack.master_key)
+        .json(&hello("log me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let id = request_id(&response);
+    assert!(id.starts_with("req_"), "{id}");
+    // Both lines are written when the response ends; give the writers a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let logs = stack.logs();
+        let translator = logs.lines().any(|l| l.contains("usage") && l.contains(&id));
+        let envoy = logs
+            .lines()
+            .any(|l| l.contains("\"request_id\":\"") && l.contains(&id));
+        if translator && envoy {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "request id {id} not in both logs (translator {translator}, envoy {envoy}):\n{logs}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        !stack.logs().contains(&stack.master_key),
+        "a key reached the logs"
+    );
+}
