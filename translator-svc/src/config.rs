@@ -23,8 +23,6 @@ pub enum LogFormat {
 pub struct Config {
     /// HTTP (axum) and gRPC (tonic) on one port, h2c and HTTP/1.1.
     pub listen: SocketAddr,
-    /// The operator's master key; `Auth/Check` accepts it until the key store exists.
-    pub master_api_key: Option<String>,
     /// Shared secret Envoy adds as `x-gw-internal-secret`; `/v1/*` requests without it are refused.
     pub internal_secret: String,
 
@@ -251,7 +249,6 @@ impl Config {
                 "TRANSLATOR_LISTEN",
                 SocketAddr::from(([127, 0, 0, 1], 50051)),
             )?,
-            master_api_key: src.get("MASTER_API_KEY"),
             internal_secret,
             aws_region: src
                 .get("AWS_REGION")

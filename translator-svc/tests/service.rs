@@ -414,6 +414,22 @@ async fn gateway_edges_answer_in_anthropic_shape() {
     assert_eq!(r.status(), 200);
     let r = h.http.get(format!("{url}/ready")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // A Bedrock id in the path arrives percent-encoded (`:` as `%3A`) and is decoded once.
+    let r = h
+        .http
+        .get(format!(
+            "{url}/v1/models/global.anthropic.claude-haiku-4-5-20251001-v1%3A0"
+        ))
+        .header("x-gw-internal-secret", SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let model: Value = r.json().await.unwrap();
+    assert_eq!(
+        model["id"],
+        "global.anthropic.claude-haiku-4-5-20251001-v1:0"
+    );
 }
 
 #[tokio::test]

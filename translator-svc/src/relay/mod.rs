@@ -493,11 +493,11 @@ impl Relay {
         objects
     }
 
+    /// `id` arrives percent-decoded (axum's `Path` decodes it once).
     pub fn model_object(&self, id: &str) -> Option<Value> {
-        let decoded = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
         self.models()
-            .lookup(&decoded)
-            .map(|e| crate::api::model_object(&decoded, &e.display_name, e.created_at.as_deref()))
+            .lookup(id)
+            .map(|e| crate::api::model_object(id, &e.display_name, e.created_at.as_deref()))
     }
 }
 
