@@ -11,6 +11,15 @@ pub struct AuthCache {
     /// Insertion order; an item is stale when its generation no longer matches the entry.
     order: VecDeque<(KeyHash, u64)>,
     generation: u64,
+    /// Lookups since the host last took them (reported as Envoy stats by `host`).
+    counts: Lookups,
+}
+
+/// Cache lookups: a hit answers without an `Auth/Check` call; an expired entry is a miss.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Lookups {
+    pub hits: u64,
+    pub misses: u64,
 }
 
 struct Entry {
@@ -26,7 +35,13 @@ impl AuthCache {
             entries: HashMap::new(),
             order: VecDeque::new(),
             generation: 0,
+            counts: Lookups::default(),
         }
+    }
+
+    /// The lookups counted since the previous call (then zero again).
+    pub fn take_lookups(&mut self) -> Lookups {
+        std::mem::take(&mut self.counts)
     }
 
     pub fn len(&self) -> usize {
@@ -39,6 +54,16 @@ impl AuthCache {
 
     /// The cached verdict, unless absent or expired (an expired entry is dropped).
     pub fn get(&mut self, key: &KeyHash, now_ms: u64) -> Option<Verdict> {
+        let found = self.lookup(key, now_ms);
+        if found.is_some() {
+            self.counts.hits += 1;
+        } else {
+            self.counts.misses += 1;
+        }
+        found
+    }
+
+    fn lookup(&mut self, key: &KeyHash, now_ms: u64) -> Option<Verdict> {
         let entry = self.entries.get(key)?;
         if now_ms < entry.expires_at_ms {
             return Some(entry.verdict.clone());
@@ -151,6 +176,18 @@ mod tests {
             assert!(cache.len() <= 3);
         }
         assert!(cache.order.len() <= 16);
+    }
+
+    #[test]
+    fn lookups_are_counted_until_taken() {
+        let mut cache = AuthCache::new(10);
+        assert_eq!(cache.get(&k(1), 0), None);
+        cache.insert(k(1), grant("a"), 1_000, 0);
+        assert!(cache.get(&k(1), 1).is_some());
+        assert!(cache.get(&k(1), 2).is_some());
+        assert_eq!(cache.get(&k(1), 1_000), None, "expired counts as a miss");
+        assert_eq!(cache.take_lookups(), Lookups { hits: 2, misses: 2 });
+        assert_eq!(cache.take_lookups(), Lookups::default());
     }
 
     #[test]

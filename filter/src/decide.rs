@@ -127,7 +127,7 @@ impl Gate {
         ));
 
         self.route = route::classify(view.method, view.path, view.headers);
-        if self.route == Route::Public {
+        if !self.route.needs_key() {
             self.done = true;
             return Step {
                 effects,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod decide;
 pub mod headers;
 pub mod key;
+pub mod metrics;
 pub mod reply;
 pub mod request_id;
 pub mod route;

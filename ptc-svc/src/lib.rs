@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod image;
+pub mod metrics;
 pub mod runner;
 pub mod sandbox;
 pub mod server;

@@ -10,19 +10,33 @@ use ptc_svc::{server, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    // A bad setting (including LOG_LEVEL and OTEL_*) exits 2 before anything starts; the logger
+    // may not exist yet, so the reason is written plainly.
+    let started = Config::from_env()
+        .map_err(anyhow::Error::from)
+        .and_then(|config| Ok((telemetry::OtelConfig::from_env()?, config)))
+        .and_then(|(otel, config)| Ok((telemetry::init(&config, otel.as_ref())?, config)));
+    let (telemetry, config) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "ptc-svc: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = run(config).await;
+    // Spans of the last calls are still queued for export.
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // The logger may not exist yet (bad LOG_LEVEL), so write the reason plainly.
+            tracing::error!(error = %format!("{error:#}"), "ptc-svc failed");
             let _ = writeln!(std::io::stderr(), "ptc-svc: {error:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
-    telemetry::init(&config)?;
+async fn run(config: Config) -> anyhow::Result<()> {
     let sandbox = DockerSandbox::connect(config.sandbox.clone()).await;
     if config.sandbox.pull_policy == PullPolicy::IfMissing
         && let Err(error) = sandbox.pull_if_missing().await

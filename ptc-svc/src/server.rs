@@ -77,6 +77,8 @@ pub async fn serve(
     let service = PtcServer::new(PtcService::new(Arc::clone(&sessions), peers))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let routes = tonic::service::Routes::from(crate::metrics::router(Arc::clone(&sessions)))
+        .add_service(service);
     let (stop, mut stopped) = watch::channel(false);
     let sweeper = tokio::spawn(sweep_loop(Arc::clone(&sessions), stop.subscribe()));
     let drained = Arc::clone(&sessions);
@@ -89,7 +91,10 @@ pub async fn serve(
             drained.drain().await;
         };
         let result = tonic::transport::Server::builder()
-            .add_service(service)
+            .trace_fn(crate::telemetry::grpc_span)
+            // HTTP/1.1 too, for Prometheus scraping /metrics (gRPC stays HTTP/2).
+            .accept_http1(true)
+            .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         let _ = serve_stop.wait_for(|stop| *stop).await;

@@ -10,20 +10,34 @@ use ratelimit_svc::{server, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    // A bad setting (including LOG_LEVEL and OTEL_*) exits 2 before anything starts; the logger
+    // may not exist yet, so the reason is written plainly.
+    let started = Config::from_env()
+        .map_err(anyhow::Error::from)
+        .and_then(|config| Ok((telemetry::OtelConfig::from_env()?, config)))
+        .and_then(|(otel, config)| Ok((telemetry::init(&config, otel.as_ref())?, config)));
+    let (telemetry, config) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "ratelimit-svc: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = run(&config).await;
+    // Spans of the last calls are still queued for export.
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // The logger may not exist yet (bad LOG_LEVEL), so write the reason plainly.
+            tracing::error!(error = %format!("{error:#}"), "ratelimit-svc failed");
             let _ = writeln!(std::io::stderr(), "ratelimit-svc: {error:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
-    telemetry::init(&config)?;
-    let running = server::start(&config, Arc::new(SystemClock)).await?;
+async fn run(config: &Config) -> anyhow::Result<()> {
+    let running = server::start(config, Arc::new(SystemClock)).await?;
     let stop = running.stopper();
     tokio::spawn(async move {
         shutdown_signal().await;

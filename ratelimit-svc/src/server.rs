@@ -102,6 +102,7 @@ pub async fn start_with(
     let rls = Rls::server(checker.clone());
     health_reporter.set_serving::<envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer<Rls>>().await;
     let grpc = tonic::transport::Server::builder()
+        .trace_fn(crate::telemetry::grpc_span)
         .add_service(health_service)
         .add_service(rls)
         .serve_with_incoming_shutdown(

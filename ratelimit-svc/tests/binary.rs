@@ -72,7 +72,7 @@ fn starts_serves_and_stops_on_sigterm() {
     let http_addr = loop {
         let line = lines.next().expect("a log line").expect("utf-8");
         let json: serde_json::Value = serde_json::from_str(&line).expect("json log line");
-        if let Some(addr) = json["fields"]["http_addr"].as_str() {
+        if let Some(addr) = json["http_addr"].as_str() {
             break addr.to_owned();
         }
     };

@@ -138,6 +138,14 @@ def case_bad_key():
     return {"error_class": None}
 
 
+def case_create_or_error():
+    """`create` with the configured key; an API error (a revoked key) is reported, not raised."""
+    try:
+        return case_create()
+    except anthropic.APIStatusError as error:
+        return error_report(error)
+
+
 def case_throttle():
     try:
         client().messages.create(
@@ -183,76 +191,183 @@ PTC_TOOLS = [
 ]
 
 
-def case_ptc():
-    """Programmatic Tool Calling on the beta surface: answers each tool call the code makes
-    (a tool_use with a `caller`) until the turn ends."""
-    c = client()
-    messages = [user("What is the weather in Paris? Use code.")]
+RAW_EVENTS = {
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+}
+
+
+def ptc_answer(call):
+    """The client side of get_weather: a plain string, an error for Rome, a list of text blocks
+    for Lima (the code must receive them joined with a newline)."""
+    city = call.input.get("city", "?")
+    result = {"type": "tool_result", "tool_use_id": call.id}
+    if city == "Rome":
+        result.update(content="Rome-offline", is_error=True)
+    elif city == "Lima":
+        result["content"] = [
+            {"type": "text", "text": "rain"},
+            {"type": "text", "text": "in-Lima"},
+        ]
+    else:
+        result["content"] = f"sunny-in-{city}"
+    return result
+
+
+def ptc_send(c, stream, messages, container):
+    """One PTC round through the beta client: (message, request id, observed raw events)."""
+    params = dict(
+        model=MODEL,
+        max_tokens=1024,
+        betas=["advanced-tool-use-2025-11-20"],
+        tools=PTC_TOOLS,
+        messages=messages,
+    )
+    if container:
+        params["container"] = container
+    if not stream:
+        message = c.beta.messages.create(**params)
+        return message, message._request_id, None
+    events = []
+    with c.beta.messages.stream(**params) as s:
+        for event in s:
+            if event.type not in RAW_EVENTS:
+                continue
+            seen = {"type": event.type}
+            if event.type == "content_block_start":
+                block = event.content_block.model_dump(mode="json")
+                seen["block"] = block["type"]
+                seen["input"] = block.get("input")
+                seen["caller"] = block.get("caller")
+            elif event.type == "content_block_delta":
+                seen["delta"] = event.delta.type
+            elif event.type == "message_start":
+                seen["usage"] = event.message.usage.model_dump(mode="json")
+                container_start = getattr(event.message, "container", None)
+                seen["container"] = container_start.id if container_start else None
+            elif event.type == "message_delta":
+                seen["stop_reason"] = event.delta.stop_reason
+                seen["usage"] = event.usage.model_dump(mode="json")
+                container_end = getattr(event.delta, "container", None)
+                seen["container"] = container_end.id if container_end else None
+            events.append(seen)
+        message = s.get_final_message()
+        request_id = s.request_id
+    return message, request_id, events
+
+
+def ptc_round_report(message, request_id, events):
+    blocks = [block.model_dump(mode="json") for block in message.content]
+    return {
+        "request_id": request_id,
+        "stop_reason": message.stop_reason,
+        "types": [block["type"] for block in blocks],
+        "blocks": blocks,
+        "usage": message.usage.model_dump(mode="json"),
+        "container": message.container.id if message.container else None,
+        "events": events,
+    }
+
+
+def ptc_task(c, stream, messages, container, max_rounds=8):
+    """Answers every sandbox tool call (results in reverse call order) until the model's turn
+    ends; returns the round reports, the final message and the container id."""
     rounds = []
-    containers = []
-    final = None
-    for _ in range(6):
-        extra = {"container": containers[-1]} if containers else {}
-        message = c.beta.messages.create(
-            model=MODEL,
-            max_tokens=1024,
-            betas=["advanced-tool-use-2025-11-20"],
-            tools=PTC_TOOLS,
-            messages=messages,
-            **extra,
-        )
-        rounds.append(
-            {
-                "stop_reason": message.stop_reason,
-                "blocks": [block.type for block in message.content],
-                "callers": [
-                    block.caller.model_dump(mode="json")
-                    for block in message.content
-                    if block.type == "tool_use" and getattr(block, "caller", None)
-                ],
-            }
-        )
-        containers.append(message.container.id if message.container else None)
-        if message.stop_reason == "end_turn":
-            final = message
-            break
+    for _ in range(max_rounds):
+        message, request_id, events = ptc_send(c, stream, messages, container)
+        rounds.append(ptc_round_report(message, request_id, events))
+        if message.container:
+            container = message.container.id
+        messages.append({"role": "assistant", "content": message.content})
         calls = [
             block
             for block in message.content
             if block.type == "tool_use" and getattr(block, "caller", None)
         ]
-        if not calls:
-            break
-        messages.append({"role": "assistant", "content": message.content})
+        if message.stop_reason != "tool_use" or not calls:
+            return rounds, container
         messages.append(
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": call.id,
-                        "content": f"sunny-22C-in-{call.input.get('city', '?')}",
-                    }
-                    for call in calls
-                ],
-            }
+            {"role": "user", "content": [ptc_answer(call) for call in reversed(calls)]}
         )
-    text = stdout = None
-    if final is not None:
-        text = "".join(b.text for b in final.content if b.type == "text")
-        stdout = next(
-            (
-                b.model_dump(mode="json")["content"].get("stdout")
-                for b in final.content
-                if b.type == "code_execution_tool_result"
-            ),
-            None,
-        )
+    return rounds, container
+
+
+def ptc_flow(stream):
+    """Task 1: the code calls one tool, then three at once (one fails, one answers with a list),
+    then raises. Task 2 names the container again: the file survives, the variables do not."""
+    c = client()
+    messages = [user("Check the weather in four cities with code.")]
+    first, container = ptc_task(c, stream, messages, None)
+    messages.append(user("Again: what did the first run leave in the workspace?"))
+    second, container_after = ptc_task(c, stream, messages, container)
+    return {"first": first, "second": second, "containers": [container, container_after]}
+
+
+def case_ptc_flow():
+    return ptc_flow(stream=False)
+
+
+def case_ptc_flow_stream():
+    return ptc_flow(stream=True)
+
+
+def ptc_rounds(stream):
+    """One five-round conversation: pause, three minimal pauses, final."""
+    c = client()
+    rounds, container = ptc_task(c, stream, [user("Five rounds of weather, please.")], None)
+    return {"rounds": rounds, "container": container}
+
+
+def case_ptc_rounds():
+    return ptc_rounds(stream=False)
+
+
+def case_ptc_rounds_stream():
+    return ptc_rounds(stream=True)
+
+
+def ptc_error(call):
+    try:
+        call()
+    except anthropic.APIStatusError as error:
+        return error_report(error)
+    return {"error_class": None}
+
+
+def case_ptc_expiry():
+    """A paused execution outlives the session's idle time: the continuation is refused (404),
+    streaming or not; a new task naming the dead container gets a fresh one."""
+    import time
+    from datetime import datetime
+
+    c = client()
+    messages = [user("Weather in Paris with code, but answer slowly.")]
+    message, _, _ = ptc_send(c, False, messages, None)
+    paused = ptc_round_report(message, None, None)
+    container = message.container.id
+    expires_at = message.container.expires_at
+    if isinstance(expires_at, str):
+        expires_at = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    time.sleep(max(0.0, expires_at.timestamp() - time.time()) + 1.5)
+    calls = [b for b in message.content if b.type == "tool_use" and getattr(b, "caller", None)]
+    messages.append({"role": "assistant", "content": message.content})
+    messages.append({"role": "user", "content": [ptc_answer(call) for call in calls]})
+    expired = ptc_error(lambda: ptc_send(c, False, messages, container))
+    expired_stream = ptc_error(lambda: ptc_send(c, True, messages, container))
+    fresh, fresh_container = ptc_task(
+        c, False, [user("A new task, reusing the old container id.")], container
+    )
     return {
-        "rounds": rounds,
-        "containers": containers,
-        "final_text": text,
-        "stdout": stdout,
+        "paused": paused,
+        "container": container,
+        "expired": expired,
+        "expired_stream": expired_stream,
+        "fresh": fresh,
+        "fresh_container": fresh_container,
     }
 
 

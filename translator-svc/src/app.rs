@@ -31,6 +31,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // A second install (another in-process instance) keeps the first recorder.
             let _ = metrics::set_global_recorder(recorder);
+            crate::usage::catalog::describe();
             handle
         })
         .clone()
@@ -108,7 +109,8 @@ pub async fn state(
         models,
         policies,
         beta_policy(&config)?,
-        bedrock,
+        // Every Bedrock call is timed and its failures counted, whatever the client behind it.
+        Arc::new(bedrock::Timed::new(bedrock)),
         Arc::new(crate::usage::Metered::new(keys.usage_sink.clone())),
         ptc.clone(),
     );

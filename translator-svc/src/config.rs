@@ -69,6 +69,8 @@ pub struct Config {
     pub max_body_bytes: usize,
 
     pub log_format: LogFormat,
+    /// `LOG_LEVEL` and the OpenTelemetry export (`OTEL_*`, off by default).
+    pub telemetry: crate::telemetry::TelemetryConfig,
 
     /// Key store, usage sink and admin API.
     pub keys: crate::keys::KeysConfig,
@@ -315,6 +317,7 @@ impl Config {
             max_concurrent_calls,
             max_body_bytes: number(src, "MAX_BODY_BYTES", 32 * 1024 * 1024)?,
             log_format,
+            telemetry: crate::telemetry::TelemetryConfig::from_source(src)?,
             keys: crate::keys::KeysConfig::from_source(src)?,
             ptc: crate::ptc::PtcConfig::from_source(src)?,
         })

@@ -19,4 +19,5 @@ pub mod models;
 pub mod pricing;
 pub mod ptc;
 pub mod relay;
+pub mod telemetry;
 pub mod usage;

@@ -2,20 +2,8 @@
 
 use std::process::ExitCode;
 
-use translator_svc::app;
-use translator_svc::config::{Config, LogFormat};
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
+use translator_svc::config::Config;
+use translator_svc::{app, telemetry};
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -50,7 +38,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(config.log_format);
+    let telemetry = match telemetry::init(config.log_format, &config.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            #[expect(
+                clippy::print_stderr,
+                reason = "the logger could not be installed, so stderr is all there is"
+            )]
+            {
+                eprintln!("translator-svc: {e:#}");
+            }
+            return ExitCode::from(2);
+        }
+    };
     let listen = config.listen;
     let result = async {
         let bedrock = app::bedrock_client(&config).await?;
@@ -65,7 +65,7 @@ async fn main() -> ExitCode {
         anyhow::Ok(())
     }
     .await;
-    match result {
+    let code = match result {
         Ok(()) => {
             tracing::info!("translator-svc stopped");
             ExitCode::SUCCESS
@@ -74,5 +74,8 @@ async fn main() -> ExitCode {
             tracing::error!(error = %format!("{e:#}"), "translator-svc failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Spans of the last requests are still queued for export.
+    telemetry.shutdown().await;
+    code
 }

@@ -13,10 +13,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_credential_types::Credentials;
-use fake_bedrock::{ContentBlock, FakeBedrock, Scenario};
+use fake_bedrock::{ContentBlock, FakeBedrock, Scenario, StreamErrorSpec};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use translator_svc::app;
 use translator_svc::bedrock::{self, BedrockSettings};
@@ -29,6 +30,8 @@ const BETA: &str = "advanced-tool-use-2025-11-20";
 struct PtcSvc {
     child: Child,
     endpoint: String,
+    /// `ptc.replica` label of its containers.
+    replica: String,
 }
 
 impl Drop for PtcSvc {
@@ -67,7 +70,7 @@ fn ptc_binary() -> PathBuf {
     target.join("debug/ptc-svc")
 }
 
-async fn start_ptc() -> Option<PtcSvc> {
+async fn start_ptc(extra: &[(&str, &str)]) -> Option<PtcSvc> {
     let docker = std::env::var("DOCKER_HOST").is_ok()
         || std::path::Path::new("/var/run/docker.sock").exists();
     if !docker {
@@ -90,6 +93,7 @@ async fn start_ptc() -> Option<PtcSvc> {
         .env("PTC_LISTEN", format!("127.0.0.1:{port}"))
         .env("PTC_REPLICA_ID", &replica)
         .env("LOG_FORMAT", "text")
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -97,6 +101,7 @@ async fn start_ptc() -> Option<PtcSvc> {
     let svc = PtcSvc {
         child,
         endpoint: format!("http://127.0.0.1:{port}"),
+        replica,
     };
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -114,19 +119,25 @@ struct Harness {
     fake: FakeBedrock,
     service: app::Running,
     http: reqwest::Client,
-    _ptc: PtcSvc,
+    ptc: PtcSvc,
 }
 
 async fn start() -> Option<Harness> {
-    let ptc = start_ptc().await?;
+    start_with(&[], &[]).await
+}
+
+/// With extra translator-svc and ptc-svc settings.
+async fn start_with(translator: &[(&str, &str)], ptc_env: &[(&str, &str)]) -> Option<Harness> {
+    let ptc = start_ptc(ptc_env).await?;
     let fake = FakeBedrock::start().await.unwrap();
-    let env: HashMap<&str, &str> = HashMap::from([
+    let mut env: HashMap<&str, &str> = HashMap::from([
         ("GATEWAY_INTERNAL_SECRET", SECRET),
         ("TRANSLATOR_LISTEN", "127.0.0.1:0"),
         ("LOG_FORMAT", "text"),
         ("KEY_STORE", "memory"),
         ("PTC_ENDPOINT", ptc.endpoint.as_str()),
     ]);
+    env.extend(translator.iter().copied());
     let config = Config::from_source(&env).unwrap();
     let mut settings = BedrockSettings::new("us-east-1".to_string());
     settings.endpoint_url = Some(fake.url());
@@ -136,7 +147,7 @@ async fn start() -> Option<Harness> {
         fake,
         service,
         http: reqwest::Client::new(),
-        _ptc: ptc,
+        ptc,
     })
 }
 
@@ -165,6 +176,88 @@ impl Harness {
             serde_json::from_str(&text).unwrap_or(json!({"raw": text})),
         )
     }
+}
+
+/// One SSE event as the client received it, with its arrival time.
+#[derive(Debug, Clone)]
+struct Received {
+    at: Instant,
+    event: String,
+    data: Value,
+}
+
+impl Harness {
+    /// Sends a streaming round and reads its events as they arrive.
+    async fn stream(&self, body: &Value) -> (u16, Vec<Received>) {
+        let response = self
+            .http
+            .post(format!("{}/v1/messages", self.service.url()))
+            .header("x-gw-internal-secret", SECRET)
+            .header("anthropic-beta", BETA)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let mut events = Vec::new();
+        let mut buffer = String::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            buffer.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                let event = frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix("event: "))
+                    .unwrap();
+                let data = frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .unwrap();
+                events.push(Received {
+                    at: Instant::now(),
+                    event: event.to_string(),
+                    data: serde_json::from_str(data).unwrap(),
+                });
+            }
+        }
+        (status, events)
+    }
+}
+
+/// Event names, pings left out, block events tagged with their block type, runs of deltas as
+/// one (the model's input arrives in fragments).
+fn sequence(events: &[Received]) -> Vec<String> {
+    let mut kinds: HashMap<u64, String> = HashMap::new();
+    let mut names: Vec<String> = events
+        .iter()
+        .filter(|e| e.event != "ping")
+        .map(|e| {
+            let index = e.data["index"].as_u64().unwrap_or(0);
+            match e.event.as_str() {
+                "content_block_start" => {
+                    let kind = e.data["content_block"]["type"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    kinds.insert(index, kind.clone());
+                    format!("start:{kind}")
+                }
+                "content_block_delta" => format!("delta:{}", kinds[&index]),
+                "content_block_stop" => format!("stop:{}", kinds[&index]),
+                other => other.to_string(),
+            }
+        })
+        .collect();
+    names.dedup_by(|a, b| a == b && a.starts_with("delta:"));
+    names
+}
+
+fn sse_text(events: &[Received]) -> String {
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {}\n\n", e.event, e.data))
+        .collect()
 }
 
 /// Rebuilds the message from SSE events (start blocks, deltas, message_delta).
@@ -439,4 +532,497 @@ async fn continuation_without_container_and_disabled_gateway_are_400() {
     let health: Value = health.json().await.unwrap();
     assert_eq!(code, 200, "{health}");
     assert_eq!(health["status"], "healthy");
+}
+
+fn streaming_request(messages: &[Value], container: Option<&Value>) -> Value {
+    let mut r = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": true,
+        "tools": tools(), "messages": messages});
+    if let Some(c) = container {
+        r["container"] = c.clone();
+    }
+    r
+}
+
+/// Section 7: the round is streamed live. The model's blocks arrive before the code finishes,
+/// pings keep the connection alive while the code sleeps (and between the model calls), and the
+/// one message ends with the round's sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_round_is_live_and_pings_while_code_runs() {
+    let Some(h) = start_with(&[("SSE_PING_INTERVAL_SECS", "0.25")], &[]).await else {
+        return;
+    };
+    h.fake.enqueue(code_turn(
+        "toolu_bdrk_01Sleep",
+        "import time\ntime.sleep(1.5)\nprint('slept')",
+    ));
+    h.fake.enqueue(final_turn("It slept."));
+    let messages = [json!({"role": "user", "content": "Sleep a bit."})];
+    let (status, events) = h.stream(&streaming_request(&messages, None)).await;
+    assert_eq!(status, 200);
+    let text = sse_text(&events);
+    assert_eq!(
+        sequence(&events),
+        [
+            "message_start",
+            "start:text",
+            "delta:text",
+            "stop:text",
+            "start:server_tool_use",
+            "delta:server_tool_use",
+            "stop:server_tool_use",
+            "start:code_execution_tool_result",
+            "stop:code_execution_tool_result",
+            "start:text",
+            "delta:text",
+            "stop:text",
+            "message_delta",
+            "message_stop",
+        ],
+        "{text}"
+    );
+    assert_eq!(events[1].event, "ping", "a ping right after message_start");
+    let position = |pred: &dyn Fn(&Received) -> bool| events.iter().position(pred).unwrap();
+    let code_start = position(&|e| e.data["content_block"]["type"] == "server_tool_use");
+    let code_stop = code_start
+        + events[code_start..]
+            .iter()
+            .position(|e| e.event == "content_block_stop")
+            .unwrap();
+    let result = position(&|e| e.data["content_block"]["type"] == "code_execution_tool_result");
+    // Live: the code tool call reached the client well before the code finished.
+    let waited = events[result].at - events[code_stop].at;
+    assert!(waited >= Duration::from_millis(1200), "{waited:?}\n{text}");
+    let pings = events[code_stop..result]
+        .iter()
+        .filter(|e| e.event == "ping")
+        .count();
+    assert!(pings >= 3, "{pings} pings while the code ran\n{text}");
+    // No silence longer than about one interval anywhere in the stream.
+    let longest = events.windows(2).map(|w| w[1].at - w[0].at).max().unwrap();
+    assert!(longest < Duration::from_millis(700), "{longest:?}\n{text}");
+    // The blocks as section 7 describes them, indices contiguous.
+    let indices: Vec<u64> = events
+        .iter()
+        .filter(|e| e.event == "content_block_start")
+        .map(|e| e.data["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indices, [0, 1, 2, 3]);
+    assert_eq!(
+        events[code_start].data["content_block"],
+        json!({"type": "server_tool_use", "id": "srvtoolu_bdrk_01Sleep", "name": "code_execution", "input": {}})
+    );
+    assert_eq!(
+        events[result].data["content_block"]["content"]["stdout"],
+        "slept\n"
+    );
+    let start = &events[0].data["message"];
+    assert_eq!(
+        start["container"],
+        Value::Null,
+        "no session before code ran"
+    );
+    let delta = events.iter().find(|e| e.event == "message_delta").unwrap();
+    assert_eq!(delta.data["delta"]["stop_reason"], "end_turn");
+    let container = &delta.data["delta"]["container"];
+    assert!(container["id"].as_str().unwrap().starts_with("container_"));
+    assert!(container["expires_at"].as_str().unwrap().ends_with('Z'));
+    // The round's sums: two model calls, both streamed from Bedrock.
+    let calls: Vec<_> = h.fake.requests();
+    assert_eq!(calls.len(), 2);
+    assert!(
+        calls.iter().all(|r| r.operation.is_stream()),
+        "inner calls are streamed"
+    );
+    let usage = &delta.data["usage"];
+    assert!(usage["input_tokens"].as_u64().unwrap() > 0, "{usage}");
+    assert!(usage["output_tokens"].as_u64().unwrap() > 0, "{usage}");
+    assert_eq!(fold_sse(&text)["content"][3]["text"], "It slept.");
+}
+
+/// Section 7/10: a continuation commits right after validation, so a failure after that (here
+/// the model's stream breaks off) is an `error` event that ends the stream, not an HTTP error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_after_commit_is_an_error_event() {
+    let Some(h) = start().await else { return };
+    h.fake.enqueue(code_turn(
+        "toolu_bdrk_01Ask",
+        "print(await get_item(item_id='a'))",
+    ));
+    let mut messages = vec![json!({"role": "user", "content": "Read a."})];
+    let (status, events) = h.stream(&streaming_request(&messages, None)).await;
+    assert_eq!(status, 200);
+    let b = fold_sse(&sse_text(&events));
+    let call = sandbox_calls(&b)[0].clone();
+    let container = b["container"]["id"].clone();
+
+    // The model's next turn breaks off mid-stream after some text.
+    h.fake.enqueue(Scenario {
+        on_tool_result: true,
+        stream_error: Some(StreamErrorSpec {
+            after_events: 3,
+            kind: "modelStreamErrorException".into(),
+            message: Some("the model stopped".into()),
+            original_status_code: Some(529),
+            original_message: None,
+        }),
+        ..Scenario::text("This answer will not finish.")
+    });
+    messages.push(json!({"role": "assistant", "content": b["content"]}));
+    messages.push(json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": call["id"], "content": "A"}]}));
+    let (status, events) = h
+        .stream(&streaming_request(&messages, Some(&container)))
+        .await;
+    assert_eq!(status, 200, "committed before the model call");
+    let text = sse_text(&events);
+    let seq = sequence(&events);
+    assert_eq!(
+        seq.first().map(String::as_str),
+        Some("message_start"),
+        "{text}"
+    );
+    assert_eq!(seq[1], "start:code_execution_tool_result", "{text}");
+    assert_eq!(seq.last().map(String::as_str), Some("error"), "{text}");
+    assert!(
+        !seq.iter()
+            .any(|e| e == "message_stop" || e == "message_delta"),
+        "{text}"
+    );
+    let error = &events.last().unwrap().data;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "overloaded_error", "{error}");
+    assert!(error["request_id"].as_str().unwrap().starts_with("req_"));
+    assert_eq!(
+        events[0].data["message"]["container"]["id"], container,
+        "the continuation's message_start names its container"
+    );
+
+    // Before the commit the same kind of failure is a plain HTTP error with its status.
+    h.fake
+        .enqueue(Scenario::error("ValidationException", "bad request"));
+    let fresh = [json!({"role": "user", "content": "Hello."})];
+    let (status, events) = h.stream(&streaming_request(&fresh, None)).await;
+    assert_eq!(status, 400, "{events:?}");
+}
+
+/// Section 5.5 E / 11: a round that used up `PTC_ROUND_BUDGET_S` answers `pause_turn` after the
+/// code result instead of calling the model again; sending the conversation back continues it.
+async fn budget_round(stream: bool) {
+    let Some(h) = start_with(&[("PTC_ROUND_BUDGET_S", "1")], &[]).await else {
+        return;
+    };
+    h.fake.enqueue(code_turn(
+        "toolu_bdrk_01Slow",
+        "import time\ntime.sleep(1.3)\nprint('done')",
+    ));
+    h.fake.enqueue(final_turn("Finished after the pause."));
+    let mut messages = vec![json!({"role": "user", "content": "Work slowly."})];
+    let request = |messages: &Vec<Value>, container: Option<&Value>| {
+        let mut r = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": stream,
+            "tools": tools(), "messages": messages});
+        if let Some(c) = container {
+            r["container"] = c.clone();
+        }
+        r
+    };
+    let (status, e) = h.round(&request(&messages, None)).await;
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["stop_reason"], "pause_turn", "{e}");
+    let kinds: Vec<&str> = e["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["text", "server_tool_use", "code_execution_tool_result"],
+        "{e}"
+    );
+    assert_eq!(e["content"][2]["content"]["stdout"], "done\n");
+    assert_eq!(
+        h.fake.requests().len(),
+        1,
+        "the budget stopped the second model call"
+    );
+    assert!(e["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    let container = e["container"]["id"].clone();
+
+    // The client sends the conversation back (no new user message): the model continues.
+    messages.push(json!({"role": "assistant", "content": e["content"]}));
+    let (status, d) = h.round(&request(&messages, Some(&container))).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["stop_reason"], "end_turn", "{d}");
+    assert_eq!(d["content"][0]["text"], "Finished after the pause.");
+    let seen = code_result_seen(&h.fake, "toolu_bdrk_01Slow");
+    assert_eq!(seen["is_error"], false, "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_budget_ends_with_pause_turn() {
+    budget_round(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_budget_ends_with_pause_turn_streaming() {
+    budget_round(true).await;
+}
+
+/// `docker inspect` of the container serving `container` (by the label ptc-svc sets).
+fn inspect(container: &str) -> Value {
+    let ids = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=ptc.container={container}"),
+        ])
+        .output()
+        .unwrap();
+    let id = String::from_utf8(ids.stdout).unwrap().trim().to_string();
+    assert!(!id.is_empty(), "no running container for {container}");
+    let out = Command::new("docker")
+        .args(["inspect", &id])
+        .output()
+        .unwrap();
+    let mut all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    all[0].take()
+}
+
+/// Section 14: `CreateSession` carries translator-svc's limits. The container gets the
+/// resources (tighter than ptc-svc's defaults), and the execution time and output limits the
+/// guide promises are the ones the session enforces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_limits_reach_the_container() {
+    let Some(h) = start_with(
+        &[
+            ("PTC_MEMORY", "128MiB"),
+            ("PTC_CPUS", "0.25"),
+            ("PTC_PIDS", "32"),
+            ("PTC_EXECUTION_TIMEOUT_S", "2"),
+            ("PTC_MAX_STDOUT_BYTES", "100"),
+        ],
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    h.fake.enqueue(code_turn(
+        "toolu_bdrk_01Big",
+        "print('x' * 300)\nprint(await get_item(item_id='a'))",
+    ));
+    let mut messages = vec![json!({"role": "user", "content": "Print a lot."})];
+    let request = |messages: &Vec<Value>, container: Option<&Value>| {
+        let mut r = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024,
+            "tools": tools(), "messages": messages});
+        if let Some(c) = container {
+            r["container"] = c.clone();
+        }
+        r
+    };
+    let (status, b) = h.round(&request(&messages, None)).await;
+    assert_eq!(status, 200, "{b}");
+    let container = b["container"]["id"].clone();
+    let host = inspect(container.as_str().unwrap())["HostConfig"].take();
+    assert_eq!(host["Memory"], 128 << 20, "{host}");
+    assert_eq!(host["MemorySwap"], 128 << 20);
+    assert_eq!(host["NanoCpus"], 250_000_000);
+    assert_eq!(host["PidsLimit"], 32);
+    assert_eq!(host["NetworkMode"], "none");
+
+    h.fake.enqueue(final_turn("Lots of x."));
+    let call = sandbox_calls(&b)[0].clone();
+    messages.push(json!({"role": "assistant", "content": b["content"]}));
+    messages.push(json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": call["id"], "content": "A"}]}));
+    let (status, d) = h.round(&request(&messages, Some(&container))).await;
+    assert_eq!(status, 200, "{d}");
+    let stdout = d["content"][0]["content"]["stdout"].as_str().unwrap();
+    assert!(stdout.starts_with(&"x".repeat(100)), "{stdout}");
+    assert!(!stdout.contains(&"x".repeat(101)), "{stdout}");
+    assert!(stdout.contains("truncated"), "{stdout}");
+
+    // ptc-svc's own limit is 60 s; the session's is the 2 s this gateway renders in the guide.
+    h.fake.enqueue(code_turn(
+        "toolu_bdrk_02Slow",
+        "import time\ntime.sleep(10)",
+    ));
+    h.fake.enqueue(final_turn("Too slow."));
+    let fresh = vec![json!({"role": "user", "content": "Sleep."})];
+    let started = Instant::now();
+    let (status, r) = h.round(&request(&fresh, None)).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        r["content"][2]["content"],
+        json!({"type": "code_execution_tool_result_error", "error_code": "execution_time_exceeded"}),
+        "{r}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Section 1 / 4.3: the client turned PTC off mid-conversation (no code execution tool, no
+/// beta). The PTC history is still rebuilt into ordinary tool turns, the code tool is declared
+/// for them, and Bedrock (the fake validates Converse pairing and toolConfig) accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_rebuilt_when_ptc_is_not_active() {
+    let Some(h) = start().await else { return };
+    let history = json!([
+        {"role": "user", "content": "Sum the items."},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Let me run code."},
+            {"type": "server_tool_use", "id": "srvtoolu_bdrk_01Code", "name": "code_execution",
+             "input": {"code": "print(await get_item(item_id='a'))"}},
+            {"type": "tool_use", "id": "toolu_ptc_0123456789abcdef01234567", "name": "get_item",
+             "input": {"item_id": "a"},
+             "caller": {"type": "code_execution_20250825", "tool_id": "srvtoolu_bdrk_01Code"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_ptc_0123456789abcdef01234567", "content": "A"}]},
+        {"role": "assistant", "content": [
+            {"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_bdrk_01Code",
+             "content": {"type": "code_execution_result", "stdout": "A\n", "stderr": "", "return_code": 0, "content": []}},
+            {"type": "text", "text": "The item is A."}]},
+        {"role": "user", "content": "Thanks. And without code now?"}
+    ]);
+    for model in ["claude-sonnet-4-5", "qwen.qwen3-coder-480b-a35b-v1:0"] {
+        h.fake.clear_requests();
+        h.fake.enqueue(final_turn("Sure."));
+        let body = json!({"model": model, "max_tokens": 256, "messages": history});
+        let response = h
+            .http
+            .post(format!("{}/v1/messages", h.service.url()))
+            .header("x-gw-internal-secret", SECRET)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{model}: {answer}");
+        assert_eq!(answer["content"][0]["text"], "Sure.", "{model}");
+        let sent = &h.fake.requests()[0].body;
+        let text = sent.to_string();
+        assert!(
+            !text.contains("toolu_ptc_"),
+            "{model}: sandbox calls are not model turns: {text}"
+        );
+        assert!(!text.contains("server_tool_use"), "{model}: {text}");
+        assert!(
+            text.contains("execute_code"),
+            "{model}: the code tool is declared: {text}"
+        );
+        let seen = code_result_seen_in(sent, "toolu_bdrk_01Code");
+        assert!(
+            seen.to_string().contains(r#"\"stdout\":\"A\\n\""#),
+            "{model}: {seen}"
+        );
+    }
+}
+
+/// The tool result for `id` in one recorded body, Invoke (`tool_result`) or Converse
+/// (`toolResult`) form.
+fn code_result_seen_in(body: &Value, id: &str) -> Value {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["tool_use_id"] == id || b["toolResult"]["toolUseId"] == id)
+        .unwrap_or_else(|| panic!("no tool result for {id} in {body}"))
+}
+
+/// A client that goes away mid-round stops the work: the model stream is cancelled upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_cancels_the_model_stream() {
+    let Some(h) = start().await else { return };
+    h.fake.enqueue(Scenario {
+        event_delay_ms: 400,
+        ..Scenario::text("one two three four five six seven eight nine ten eleven twelve")
+    });
+    let body = streaming_request(&[json!({"role": "user", "content": "Count slowly."})], None);
+    let response = h
+        .http
+        .post(format!("{}/v1/messages", h.service.url()))
+        .header("x-gw-internal-secret", SECRET)
+        .header("anthropic-beta", BETA)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut chunks = response.bytes_stream();
+    let first = chunks.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("message_start"));
+    assert_eq!(h.fake.active_streams(), 1);
+    drop(chunks);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while h.fake.active_streams() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the Bedrock stream outlived the client"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Section 10: ptc-svc lost while the code runs, after the commit: an `overloaded_error` event
+/// ends the stream (before the commit it would be a 529).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_lost_mid_round_is_an_error_event() {
+    let Some(h) = start().await else { return };
+    h.fake.enqueue(code_turn(
+        "toolu_bdrk_01Long",
+        "import time\ntime.sleep(5)\nprint('never')",
+    ));
+    let body = streaming_request(&[json!({"role": "user", "content": "Run long."})], None);
+    let response = h
+        .http
+        .post(format!("{}/v1/messages", h.service.url()))
+        .header("x-gw-internal-secret", SECRET)
+        .header("anthropic-beta", BETA)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut chunks = response.bytes_stream();
+    let mut text = String::new();
+    // Wait until the code call is out (the code is running), then kill ptc-svc outright.
+    while !text.contains("server_tool_use") || !text.ends_with("\n\n") {
+        text.push_str(std::str::from_utf8(&chunks.next().await.unwrap().unwrap()).unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = h.ptc.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    while let Some(chunk) = chunks.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    // The killed replica cannot remove its container: do it here, by its label.
+    let ids = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=ptc.replica={}", h.ptc.replica),
+        ])
+        .output()
+        .unwrap();
+    for id in String::from_utf8(ids.stdout).unwrap().split_whitespace() {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(last.starts_with("event: error\n"), "{text}");
+    assert!(last.contains(r#""type":"overloaded_error""#), "{text}");
+    assert!(!text.contains("message_stop"), "{text}");
+    assert!(!text.contains("code_execution_tool_result"), "{text}");
 }

@@ -9,6 +9,10 @@ use std::path::Path;
 pub const TEMPLATE: &str = include_str!("../../envoy/envoy.yaml.tmpl");
 /// The rate-limit filter, its route policy and notes (`envoy/RATELIMIT.md` explains the slots).
 pub const RATELIMIT_FRAGMENT: &str = include_str!("../../envoy/ratelimit.fragment.yaml");
+/// The internal translator-svc -> ptc-svc router (listener and ring-hash cluster, ptc spec 9).
+pub const PTC_ROUTER_FRAGMENT: &str = include_str!("../../envoy/ptc-router.fragment.yaml");
+/// Envoy's OpenTelemetry tracer and its collector cluster (rendered only with a collector).
+pub const TRACING_FRAGMENT: &str = include_str!("../../envoy/tracing.fragment.yaml");
 
 /// The block under the top-level key `key` of a fragment file, up to the next top-level key:
 /// the key line itself too when `keep_key`. Trailing comments (the next section's heading) and
@@ -147,6 +151,10 @@ pub struct EnvoyVars {
     pub listen_port: u16,
     /// Admin (stats) port; always bound to 127.0.0.1.
     pub admin_port: u16,
+    /// The Prometheus scrape listener (only `GET /stats/prometheus`, proxied to admin):
+    /// `127.0.0.1` locally, `0.0.0.0` in containers.
+    pub stats_address: String,
+    pub stats_port: u16,
     /// Path of `gate_filter.wasm` as Envoy sees it.
     pub wasm_path: String,
     pub translator_host: String,
@@ -159,6 +167,14 @@ pub struct EnvoyVars {
     pub ratelimit_filter: String,
     /// YAML for the route's rate-limit slot (e.g. `typed_per_filter_config:`); empty = none.
     pub ratelimit_route: String,
+    /// `lb_endpoints` items for translator-svc instances beyond the first; empty = one endpoint.
+    pub more_translator_endpoints: String,
+    /// The PTC router's listener and cluster list items; empty = no PTC router.
+    pub ptc_router_listener: String,
+    pub ptc_router_cluster: String,
+    /// The connection manager's `tracing:` block and the collector cluster; empty = no tracing.
+    pub tracing: String,
+    pub tracing_cluster: String,
 }
 
 impl EnvoyVars {
@@ -168,6 +184,8 @@ impl EnvoyVars {
             listen_address: "127.0.0.1".to_owned(),
             listen_port: 8080,
             admin_port: 9901,
+            stats_address: "127.0.0.1".to_owned(),
+            stats_port: 9902,
             wasm_path: wasm_path.display().to_string(),
             translator_host: "127.0.0.1".to_owned(),
             translator_port: 50051,
@@ -176,6 +194,11 @@ impl EnvoyVars {
             internal_secret: internal_secret.to_owned(),
             ratelimit_filter: String::new(),
             ratelimit_route: String::new(),
+            more_translator_endpoints: String::new(),
+            ptc_router_listener: String::new(),
+            ptc_router_cluster: String::new(),
+            tracing: String::new(),
+            tracing_cluster: String::new(),
         }
     }
 
@@ -183,6 +206,7 @@ impl EnvoyVars {
     pub fn container(translator_host: &str, ratelimit_host: &str, internal_secret: &str) -> Self {
         Self {
             listen_address: "0.0.0.0".to_owned(),
+            stats_address: "0.0.0.0".to_owned(),
             wasm_path: "/etc/envoy/gate_filter.wasm".to_owned(),
             translator_host: translator_host.to_owned(),
             ratelimit_host: ratelimit_host.to_owned(),
@@ -202,16 +226,11 @@ impl EnvoyVars {
         }
         for (what, host) in [
             ("listen address", &self.listen_address),
+            ("stats address", &self.stats_address),
             ("translator host", &self.translator_host),
             ("ratelimit host", &self.ratelimit_host),
         ] {
-            if host.is_empty()
-                || !host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
-            {
-                return Err(format!("{what} `{host}` is not a host name or IP address"));
-            }
+            check_host(what, host)?;
         }
         if self.wasm_path.is_empty() || self.wasm_path.contains(['"', '\\', '\n']) {
             return Err(format!(
@@ -223,6 +242,8 @@ impl EnvoyVars {
             ("LISTEN_ADDRESS", self.listen_address.clone()),
             ("LISTEN_PORT", self.listen_port.to_string()),
             ("ADMIN_PORT", self.admin_port.to_string()),
+            ("STATS_ADDRESS", self.stats_address.clone()),
+            ("STATS_PORT", self.stats_port.to_string()),
             ("WASM_PATH", self.wasm_path.clone()),
             ("TRANSLATOR_HOST", self.translator_host.clone()),
             ("TRANSLATOR_PORT", self.translator_port.to_string()),
@@ -231,6 +252,14 @@ impl EnvoyVars {
             ("INTERNAL_SECRET", self.internal_secret.clone()),
             ("RATELIMIT_FILTER", self.ratelimit_filter.clone()),
             ("RATELIMIT_ROUTE", self.ratelimit_route.clone()),
+            (
+                "MORE_TRANSLATOR_ENDPOINTS",
+                self.more_translator_endpoints.clone(),
+            ),
+            ("PTC_ROUTER_LISTENER", self.ptc_router_listener.clone()),
+            ("PTC_ROUTER_CLUSTER", self.ptc_router_cluster.clone()),
+            ("TRACING", self.tracing.clone()),
+            ("TRACING_CLUSTER", self.tracing_cluster.clone()),
         ]))
     }
 }
@@ -244,6 +273,91 @@ impl EnvoyVars {
             fragment_section(RATELIMIT_FRAGMENT, "typed_per_filter_config:", true)?;
         Ok(self)
     }
+
+    /// Round-robin over more translator-svc instances (`host`, `port`) besides the first.
+    pub fn with_more_translators(mut self, more: &[(&str, u16)]) -> Result<Self, String> {
+        self.more_translator_endpoints = lb_endpoints(more)?;
+        Ok(self)
+    }
+
+    /// Fill the PTC router slots from `envoy/ptc-router.fragment.yaml`: a listener on
+    /// `address:port` (what translator-svc's `PTC_ENDPOINT` names) hashing `x-gw-container-id`
+    /// over the ptc-svc `replicas` (`host`, `port`; a DNS name may stand for several).
+    pub fn with_ptc_router(
+        mut self,
+        address: &str,
+        port: u16,
+        replicas: &[(&str, u16)],
+    ) -> Result<Self, String> {
+        if replicas.is_empty() {
+            return Err("the PTC router needs at least one ptc-svc replica".to_owned());
+        }
+        check_host("PTC router address", address)?;
+        let vars = BTreeMap::from([
+            ("PTC_ROUTER_ADDRESS", address.to_owned()),
+            ("PTC_ROUTER_PORT", port.to_string()),
+            ("PTC_ENDPOINTS", lb_endpoints(replicas)?),
+        ]);
+        let section = |key| {
+            fragment_section(PTC_ROUTER_FRAGMENT, key, false).and_then(|text| render(&text, &vars))
+        };
+        self.ptc_router_listener = section("listeners:")?;
+        self.ptc_router_cluster = section("clusters:")?;
+        Ok(self)
+    }
+}
+
+impl EnvoyVars {
+    /// Fill the tracing slots from `envoy/tracing.fragment.yaml`: spans go to the OTLP/HTTP
+    /// collector at `endpoint` (`http://host:port`, as in `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn with_tracing(mut self, endpoint: &str, service_name: &str) -> Result<Self, String> {
+        let authority = endpoint
+            .trim()
+            .strip_prefix("http://")
+            .map(|rest| rest.trim_end_matches('/'))
+            .filter(|rest| !rest.contains('/'))
+            .ok_or_else(|| format!("collector `{endpoint}` is not http://host:port"))?;
+        let (host, port) = authority
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("collector `{endpoint}` has no port"))?;
+        check_host("collector host", host)?;
+        check_host("tracing service name", service_name)?;
+        let vars = BTreeMap::from([
+            ("OTEL_COLLECTOR_HOST", host.to_owned()),
+            ("OTEL_COLLECTOR_PORT", port.to_string()),
+            ("OTEL_SERVICE_NAME", service_name.to_owned()),
+        ]);
+        let section = |key, keep_key| {
+            fragment_section(TRACING_FRAGMENT, key, keep_key).and_then(|text| render(&text, &vars))
+        };
+        self.tracing = section("tracing:", true)?;
+        self.tracing_cluster = section("clusters:", false)?;
+        Ok(self)
+    }
+}
+
+/// `lb_endpoints` list items, one per (`host`, `port`).
+fn lb_endpoints(endpoints: &[(&str, u16)]) -> Result<String, String> {
+    let mut out = String::new();
+    for (host, port) in endpoints {
+        check_host("endpoint host", host)?;
+        out.push_str(&format!(
+            "- endpoint:\n    address:\n      socket_address: {{ address: {host}, port_value: {port} }}\n"
+        ));
+    }
+    Ok(out)
+}
+
+fn check_host(what: &str, host: &str) -> Result<(), String> {
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
+    {
+        return Err(format!("{what} `{host}` is not a host name or IP address"));
+    }
+    Ok(())
 }
 
 pub fn render_envoy(vars: &EnvoyVars) -> Result<String, String> {

@@ -163,5 +163,13 @@ fn render_envoy_config(config: &GatewayConfig) -> Result<String> {
         vars.ratelimit_port = ratelimit.port();
         vars = vars.with_rate_limiting().map_err(anyhow::Error::msg)?;
     }
+    // Envoy traces to the collector the services (which inherit this environment) export to.
+    if let Ok(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        && !endpoint.trim().is_empty()
+    {
+        vars = vars
+            .with_tracing(&endpoint, "gateway-envoy")
+            .map_err(|e| anyhow::anyhow!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}"))?;
+    }
     render_envoy(&vars).map_err(|error| anyhow::anyhow!("rendering envoy/envoy.yaml.tmpl: {error}"))
 }

@@ -315,6 +315,34 @@ fn public_paths_need_no_key_but_still_get_hygiene() {
 }
 
 #[test]
+fn the_admin_portal_passes_without_a_key_and_with_spoofed_identity_removed() {
+    let mut host = FakeHost::new(
+        "POST",
+        "/admin/v1/keys/key_1/disable",
+        &[
+            ("cookie", "gw_admin_session=abc"),
+            ("x-csrf-token", "t"),
+            ("x-gw-key-id", "master"),
+            ("x-gw-internal-secret", "guess"),
+        ],
+    );
+    assert_eq!(host.send_headers(false), Flow::Continue);
+    assert!(host.forwarded());
+    assert!(host.auth_calls.is_empty());
+    // The translator sees the cookie and token, never a gateway identity the client made up.
+    assert_eq!(host.header("cookie"), Some("gw_admin_session=abc"));
+    assert_eq!(host.header("x-gw-key-id"), None);
+    assert_eq!(host.header("x-gw-internal-secret"), None);
+    assert_eq!(host.header("x-gw-request-id"), Some(RID));
+
+    // The admin API with a key is verified as before (gatewayctl).
+    let mut host = FakeHost::new("GET", "/admin/v1/keys", &[("x-api-key", "sk-gw-master")]);
+    assert_eq!(host.send_headers(true), Flow::Pause);
+    assert_eq!(host.auth_calls.len(), 1);
+    assert!(!host.forwarded());
+}
+
+#[test]
 fn denial_uses_status_type_and_message_of_the_verdict() {
     let mut host = FakeHost::new("GET", "/v1/models", &[("x-api-key", "sk-bad")]);
     host.send_headers(true);

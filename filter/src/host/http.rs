@@ -12,10 +12,12 @@ use crate::auth;
 use crate::cache::AuthCache;
 use crate::config::Config;
 use crate::decide::{AuthAnswer, Effect, Flow, Gate, RequestView, Step};
+use crate::metrics::GateMetrics;
 
 pub(super) struct GateHttp {
     config: Rc<Config>,
     cache: Rc<RefCell<AuthCache>>,
+    metrics: GateMetrics,
     gate: Gate,
 }
 
@@ -23,11 +25,13 @@ impl GateHttp {
     pub(super) fn new(
         config: Rc<Config>,
         cache: Rc<RefCell<AuthCache>>,
+        metrics: GateMetrics,
         request_id: String,
     ) -> Self {
         Self {
             config,
             cache,
+            metrics,
             gate: Gate::new(request_id),
         }
     }
@@ -41,6 +45,8 @@ impl GateHttp {
     }
 
     fn apply(&mut self, effects: Vec<Effect>) {
+        // Every cache use is followed by applying its effects: report the lookups here.
+        super::report_lookups(&self.metrics, &self.cache);
         for effect in effects {
             match effect {
                 Effect::RemoveHeader(name) => {

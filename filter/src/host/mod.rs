@@ -10,10 +10,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MetricType};
 
 use crate::cache::AuthCache;
 use crate::config::Config;
+use crate::metrics::{GateMetrics, MetricsHost};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -26,6 +27,8 @@ struct GateRoot {
     cache: Rc<RefCell<AuthCache>>,
     /// Mixed into request-id seeds so ids stay distinct even if the host's randomness fails.
     counter: Rc<RefCell<u64>>,
+    /// Ids of the filter's Envoy stats on this worker (defined at configure time).
+    metrics: GateMetrics,
 }
 
 impl Default for GateRoot {
@@ -36,8 +39,37 @@ impl Default for GateRoot {
             config: Rc::new(config),
             cache: Rc::new(RefCell::new(cache)),
             counter: Rc::new(RefCell::new(0)),
+            metrics: GateMetrics::default(),
         }
     }
+}
+
+/// proxy-wasm's metric calls; a refusal is logged once and the counter skipped.
+struct HostMetrics;
+
+impl MetricsHost for HostMetrics {
+    fn define_counter(&self, name: &str) -> Option<u32> {
+        match hostcalls::define_metric(MetricType::Counter, name) {
+            Ok(id) => Some(id),
+            Err(status) => {
+                log::warn!("gate: cannot define the metric {name}: {status:?}");
+                None
+            }
+        }
+    }
+
+    fn increment(&self, id: u32, delta: u64) {
+        let delta = i64::try_from(delta).unwrap_or(i64::MAX);
+        if let Err(status) = hostcalls::increment_metric(id, delta) {
+            log::debug!("gate: cannot increment metric {id}: {status:?}");
+        }
+    }
+}
+
+/// Reports the cache lookups counted since the last report.
+fn report_lookups(metrics: &GateMetrics, cache: &RefCell<AuthCache>) {
+    let lookups = cache.borrow_mut().take_lookups();
+    metrics.record_lookups(&HostMetrics, lookups);
 }
 
 impl Context for GateRoot {}
@@ -54,6 +86,9 @@ impl RootContext for GateRoot {
         .unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {
+                if self.metrics == GateMetrics::default() {
+                    self.metrics = GateMetrics::define(&HostMetrics);
+                }
                 self.cache = Rc::new(RefCell::new(AuthCache::new(config.cache_capacity)));
                 self.config = Rc::new(config);
                 true
@@ -74,6 +109,7 @@ impl RootContext for GateRoot {
         Some(Box::new(http::GateHttp::new(
             Rc::clone(&self.config),
             Rc::clone(&self.cache),
+            self.metrics,
             new_request_id(context_id, sequence),
         )))
     }

@@ -62,6 +62,9 @@ pub fn limits_from(limits: Option<pb::Limits>) -> Limits {
         max_stdout_bytes: limits.max_stdout_bytes,
         max_stderr_bytes: limits.max_stderr_bytes,
         max_calls_per_execution: limits.max_calls_per_execution,
+        memory_bytes: limits.memory_bytes,
+        milli_cpus: limits.milli_cpus,
+        pids: limits.pids,
     }
 }
 
@@ -72,6 +75,9 @@ fn limits_to(limits: Limits) -> pb::Limits {
         max_stdout_bytes: limits.max_stdout_bytes,
         max_stderr_bytes: limits.max_stderr_bytes,
         max_calls_per_execution: limits.max_calls_per_execution,
+        memory_bytes: limits.memory_bytes,
+        milli_cpus: limits.milli_cpus,
+        pids: limits.pids,
     }
 }
 

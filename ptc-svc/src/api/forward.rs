@@ -14,6 +14,8 @@ use tonic::{Code, Request, Response, Status};
 
 pub const FORWARDED: &str = "x-ptc-forwarded";
 pub const CONTAINER_HEADER: &str = "x-gw-container-id";
+/// The gateway request id a call belongs to (set by translator-svc, logged on every line).
+pub const REQUEST_ID: &str = "x-request-id";
 
 pub struct Peers {
     replica_id: String,
@@ -85,6 +87,7 @@ impl Peers {
         &self,
         container_id: &str,
         message: T,
+        request_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
         call: F,
     ) -> Option<Result<Response<R>, Status>>
     where
@@ -112,7 +115,11 @@ impl Peers {
             let Ok(client) = self.client(address) else {
                 continue;
             };
-            match call(client, self.mark(message.clone(), container_id)).await {
+            let mut request = self.mark(message.clone(), container_id);
+            if let Some(id) = &request_id {
+                request.metadata_mut().insert(REQUEST_ID, id.clone());
+            }
+            match call(client, request).await {
                 Err(status) if status.code() == Code::NotFound => continue,
                 Err(status) if status.code() == Code::Unavailable && is_transport(&status) => {
                     tracing::warn!(peer = %address, %status, "peer unreachable");

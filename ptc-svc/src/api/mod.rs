@@ -46,8 +46,10 @@ impl PtcService {
         if is_forwarded(request) || self.sessions.holds(container_id) {
             return None;
         }
+        // The owner logs the forwarded call under the same gateway request id.
+        let request_id = request.metadata().get(forward::REQUEST_ID).cloned();
         self.peers
-            .forward(container_id, request.get_ref().clone(), call)
+            .forward(container_id, request.get_ref().clone(), request_id, call)
             .await
     }
 

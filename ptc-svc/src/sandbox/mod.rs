@@ -32,6 +32,16 @@ pub struct ContainerSpec {
     pub replica_id: String,
     /// Hard end of the session (creation + max lifetime), for sweeps by any replica.
     pub expires_unix: i64,
+    /// The session's resources; zero fields mean the sandbox configuration's.
+    pub resources: Resources,
+}
+
+/// Per-container resources (the session's limits, never above the replica's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resources {
+    pub memory_bytes: u64,
+    pub milli_cpus: u32,
+    pub pids: u32,
 }
 
 impl ContainerSpec {

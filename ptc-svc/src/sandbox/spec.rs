@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 
-use super::ContainerSpec;
+use super::{ContainerSpec, Resources};
 use crate::config::SandboxConfig;
 
 pub const WORKSPACE: &str = "/workspace";
@@ -38,13 +38,19 @@ pub fn container_body(config: &SandboxConfig, spec: &ContainerSpec) -> Container
         tty: Some(false),
         network_disabled: Some(true),
         labels: Some(spec.labels().into_iter().collect()),
-        host_config: Some(host_config(config)),
+        host_config: Some(host_config(config, &spec.resources)),
         ..Default::default()
     }
 }
 
-fn host_config(config: &SandboxConfig) -> HostConfig {
-    let memory = i64::try_from(config.memory_bytes).unwrap_or(i64::MAX);
+fn host_config(config: &SandboxConfig, resources: &Resources) -> HostConfig {
+    let or = |value: u64, own: u64| if value == 0 { own } else { value };
+    let memory = i64::try_from(or(resources.memory_bytes, config.memory_bytes)).unwrap_or(i64::MAX);
+    let nano_cpus = match resources.milli_cpus {
+        0 => (config.cpus * 1e9).round() as i64,
+        milli => i64::from(milli) * 1_000_000,
+    };
+    let pids = or(u64::from(resources.pids), u64::from(config.pids));
     let tmpfs = HashMap::from([
         (
             TMP.to_owned(),
@@ -69,8 +75,8 @@ fn host_config(config: &SandboxConfig) -> HostConfig {
         memory: Some(memory),
         // Equal to the memory limit: no swap, so a memory bomb meets the OOM killer promptly.
         memory_swap: Some(memory),
-        nano_cpus: Some((config.cpus * 1e9).round() as i64),
-        pids_limit: Some(i64::from(config.pids)),
+        nano_cpus: Some(nano_cpus),
+        pids_limit: Some(i64::try_from(pids).unwrap_or(i64::MAX)),
         ulimits: Some(vec![
             ulimit("nofile", 256),
             ulimit("core", 0),
@@ -117,6 +123,7 @@ mod tests {
                 container_id: "container_abc".into(),
                 replica_id: "ptc-0".into(),
                 expires_unix: 42,
+                resources: Resources::default(),
             },
         )
     }
@@ -152,6 +159,26 @@ mod tests {
         assert!(env.contains(&"HOME=/workspace".to_owned()));
         assert!(env.contains(&"TMPDIR=/tmp".to_owned()));
         assert!(!env.iter().any(|e| e.starts_with("PYTHON")));
+    }
+
+    #[test]
+    fn session_resources_replace_the_configured_ones() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        let spec = ContainerSpec {
+            container_id: "container_abc".into(),
+            replica_id: "ptc-0".into(),
+            expires_unix: 42,
+            resources: Resources {
+                memory_bytes: 128 << 20,
+                milli_cpus: 250,
+                pids: 32,
+            },
+        };
+        let host = container_body(&config.sandbox, &spec).host_config.unwrap();
+        assert_eq!(host.memory, Some(128 << 20));
+        assert_eq!(host.memory_swap, host.memory);
+        assert_eq!(host.nano_cpus, Some(250_000_000));
+        assert_eq!(host.pids_limit, Some(32));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub fn spawn(
 ) {
     tokio::spawn(async move {
         let result = drive(&sessions, &session, action).await;
+        sessions.metrics.segment_ended(&result.kind);
         let _ = outcome.send(Some(result));
     });
 }
@@ -252,6 +253,7 @@ pub async fn close_session(sessions: &Sessions, session: &Arc<Session>, why: &st
         record.queue.clear();
         (record.engine_id.clone(), record.container_id.clone())
     };
+    sessions.metrics.session_closed(why);
     // Idle sessions give their connection back at once; a running segment keeps it until the
     // container's removal ends its output.
     let idle_conn = session

@@ -18,6 +18,7 @@ async fn connect() -> (RunnerConn, FakeContainer) {
         container_id: "container_x".into(),
         replica_id: "r".into(),
         expires_unix: 0,
+        resources: Default::default(),
     };
     let started = sandbox.start(&spec).await.unwrap();
     let mut container = containers.recv().await.unwrap();

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::{Limits, Phase, Session, SessionRecord, millis, now_ms};
 use crate::config::Config;
 use crate::runner::conn::RunnerConn;
-use crate::sandbox::{ContainerSpec, Sandbox};
+use crate::sandbox::{ContainerSpec, Resources, Sandbox};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -58,6 +58,7 @@ pub struct Sessions {
     pub sandbox: Arc<dyn Sandbox>,
     table: std::sync::Mutex<HashMap<String, Arc<Session>>>,
     pub(super) draining: AtomicBool,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Reads a record under its lock; a poisoned lock (a panic elsewhere) still yields the data.
@@ -75,6 +76,7 @@ impl Sessions {
             sandbox,
             table: std::sync::Mutex::default(),
             draining: AtomicBool::new(false),
+            metrics: crate::metrics::Metrics::new(),
         })
     }
 
@@ -148,6 +150,12 @@ impl Sessions {
                 requested.max_calls_per_execution,
                 config.max_calls_per_execution,
             ),
+            memory_bytes: pick(requested.memory_bytes, config.sandbox.memory_bytes),
+            milli_cpus: pick(
+                requested.milli_cpus,
+                (config.sandbox.cpus * 1000.0).round() as u32,
+            ),
+            pids: pick(requested.pids, config.sandbox.pids),
         }
     }
 
@@ -157,6 +165,7 @@ impl Sessions {
             return Err(SessionError::InvalidArgument("key_id is required".into()));
         }
         if self.is_draining() {
+            self.metrics.session_rejected("draining");
             return Err(SessionError::Unavailable(
                 "this replica is shutting down".into(),
             ));
@@ -180,12 +189,14 @@ impl Sessions {
                 .filter(|r| r.is_live(now, self.max_lifetime()))
                 .collect();
             if live.len() >= self.config.max_sessions_per_replica as usize {
+                self.metrics.session_rejected("capacity");
                 return Err(SessionError::Unavailable(
                     "no sandbox capacity left on this replica".into(),
                 ));
             }
             let per_key = live.iter().filter(|r| r.key_id == new.key_id).count();
             if per_key >= self.config.max_sessions_per_key as usize {
+                self.metrics.session_rejected("key_limit");
                 return Err(SessionError::KeyLimit(self.config.max_sessions_per_key));
             }
             let mut record = SessionRecord {
@@ -221,8 +232,12 @@ impl Sessions {
         };
         // Concurrent creations of the same id wait here until the container is up.
         let mut conn_slot = session.conn.lock().await;
-        match self.start_container(&new.container_id, now).await {
+        let starting = std::time::Instant::now();
+        let limits = record_of(&session).limits;
+        match self.start_container(&new.container_id, now, limits).await {
             Ok(conn) => {
+                self.metrics
+                    .session_created(starting.elapsed().as_secs_f64());
                 let mut record = record_of(&session);
                 record.engine_id.clone_from(&conn.engine_id);
                 record.runner_version.clone_from(&conn.runner_version);
@@ -233,6 +248,7 @@ impl Sessions {
                 Ok((record.clone(), true))
             }
             Err(error) => {
+                self.metrics.session_rejected("sandbox_start");
                 drop(conn_slot);
                 self.forget(&new.container_id);
                 Err(error)
@@ -260,11 +276,17 @@ impl Sessions {
         &self,
         container_id: &str,
         now: i64,
+        limits: Limits,
     ) -> Result<RunnerConn, SessionError> {
         let spec = ContainerSpec {
             container_id: container_id.to_owned(),
             replica_id: self.config.replica_id.clone(),
             expires_unix: (now + millis(self.max_lifetime())) / 1000 + 1,
+            resources: Resources {
+                memory_bytes: limits.memory_bytes,
+                milli_cpus: limits.milli_cpus,
+                pids: limits.pids,
+            },
         };
         let started = self
             .sandbox

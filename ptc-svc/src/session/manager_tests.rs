@@ -32,12 +32,7 @@ fn new_session(n: u32, key: &str) -> NewSession {
         key_id: key.into(),
         caller_type: "code_execution_20250825".into(),
         code_tool_name: "code_execution".into(),
-        limits: Limits {
-            execution_timeout: Duration::ZERO,
-            max_stdout_bytes: 0,
-            max_stderr_bytes: 0,
-            max_calls_per_execution: 0,
-        },
+        limits: Limits::default(),
     }
 }
 
@@ -582,4 +577,40 @@ return {"a": a}
         "{}",
         syntax.stderr
     );
+}
+
+#[test]
+fn requested_limits_tighten_but_never_loosen() {
+    let sandbox = FakeSandbox::local_python(std::env::temp_dir());
+    let sessions = Sessions::new(
+        config(&[
+            ("PTC_MEMORY", "256MiB"),
+            ("PTC_CPUS", "0.5"),
+            ("PTC_PIDS", "64"),
+        ]),
+        Arc::new(sandbox),
+    );
+    let own = sessions.resolve_limits(Limits::default());
+    assert_eq!(own.memory_bytes, 256 << 20);
+    assert_eq!(own.milli_cpus, 500);
+    assert_eq!(own.pids, 64);
+    assert_eq!(own.execution_timeout, Duration::from_secs(60));
+    let tighter = sessions.resolve_limits(Limits {
+        execution_timeout: Duration::from_secs(2),
+        memory_bytes: 128 << 20,
+        milli_cpus: 250,
+        pids: 32,
+        ..Limits::default()
+    });
+    assert_eq!(tighter.execution_timeout, Duration::from_secs(2));
+    assert_eq!(tighter.memory_bytes, 128 << 20);
+    assert_eq!(tighter.milli_cpus, 250);
+    assert_eq!(tighter.pids, 32);
+    let looser = sessions.resolve_limits(Limits {
+        memory_bytes: 1 << 30,
+        milli_cpus: 4000,
+        pids: 1000,
+        ..Limits::default()
+    });
+    assert_eq!(looser, own);
 }

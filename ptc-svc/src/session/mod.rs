@@ -64,12 +64,16 @@ pub struct Outcome {
 }
 
 /// Limits in force for one session (the replica's, possibly tightened by the caller).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Limits {
     pub execution_timeout: Duration,
     pub max_stdout_bytes: u32,
     pub max_stderr_bytes: u32,
     pub max_calls_per_execution: u32,
+    /// The container's resources.
+    pub memory_bytes: u64,
+    pub milli_cpus: u32,
+    pub pids: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,20 @@ pub struct EnvoyOptions {
     pub work_dir: PathBuf,
 }
 
+/// Optional parts of the config, beyond what every test needs.
+#[derive(Debug, Clone, Default)]
+pub struct EnvoyExtras {
+    /// More translator-svc instances: client requests go round robin over all of them (the gate's
+    /// Auth/Check calls stay on the first).
+    pub more_translators: Vec<SocketAddr>,
+    /// The PTC router (`envoy/ptc-router.fragment.yaml`): its listener port on 127.0.0.1 and the
+    /// ptc-svc replicas it hashes container ids over. `None`: no PTC router.
+    pub ptc_router: Option<(u16, Vec<SocketAddr>)>,
+    /// An OTLP/HTTP collector (`http://host:port`) for Envoy's tracer
+    /// (`envoy/tracing.fragment.yaml`).
+    pub otel_endpoint: Option<String>,
+}
+
 /// A running Envoy.
 pub struct Envoy {
     process: ChildProcess,
@@ -39,9 +53,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Envoy {
     pub async fn start(options: EnvoyOptions) -> Result<Self> {
+        Self::start_with(options, EnvoyExtras::default()).await
+    }
+
+    pub async fn start_with(options: EnvoyOptions, extras: EnvoyExtras) -> Result<Self> {
         let mut vars = EnvoyVars {
             listen_port: 0,
             admin_port: 0,
+            stats_port: 0,
             translator_host: options.translator_addr.ip().to_string(),
             translator_port: options.translator_addr.port(),
             // Without rate limiting the filter is absent and this cluster is never used.
@@ -54,6 +73,33 @@ impl Envoy {
             vars = vars
                 .with_rate_limiting()
                 .map_err(|e| anyhow!("adding rate limiting to the Envoy config: {e}"))?;
+        }
+        let more: Vec<(String, u16)> = extras
+            .more_translators
+            .iter()
+            .map(|addr| (addr.ip().to_string(), addr.port()))
+            .collect();
+        if !more.is_empty() {
+            let more: Vec<(&str, u16)> = more.iter().map(|(h, p)| (h.as_str(), *p)).collect();
+            vars = vars
+                .with_more_translators(&more)
+                .map_err(|e| anyhow!("adding translator endpoints: {e}"))?;
+        }
+        if let Some((port, replicas)) = &extras.ptc_router {
+            let replicas: Vec<(String, u16)> = replicas
+                .iter()
+                .map(|addr| (addr.ip().to_string(), addr.port()))
+                .collect();
+            let replicas: Vec<(&str, u16)> =
+                replicas.iter().map(|(h, p)| (h.as_str(), *p)).collect();
+            vars = vars
+                .with_ptc_router("127.0.0.1", *port, &replicas)
+                .map_err(|e| anyhow!("adding the PTC router: {e}"))?;
+        }
+        if let Some(endpoint) = &extras.otel_endpoint {
+            vars = vars
+                .with_tracing(endpoint, "gateway-envoy")
+                .map_err(|e| anyhow!("adding tracing: {e}"))?;
         }
         let config = render_envoy(&vars).map_err(|e| anyhow!("rendering the Envoy config: {e}"))?;
         let config_path = options.work_dir.join("envoy.yaml");
@@ -119,6 +165,11 @@ impl Envoy {
     /// The last `n` lines of Envoy's log (access log included).
     pub fn log_tail(&self, n: usize) -> String {
         self.process.log_tail(n)
+    }
+
+    /// Envoy's whole log so far (access log lines included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
     }
 }
 

@@ -3,7 +3,13 @@
 //! ratelimit-svc (in-process, in-memory store) and ptc-svc (the built binary, sandboxes on the
 //! local Docker engine), all on ephemeral loopback ports. Readiness is awaited, never slept for; logs go to a temporary directory and are
 //! printed when the test fails; everything stops when the `Stack` is dropped.
+//!
+//! With PTC, translator-svc reaches ptc-svc the way Kubernetes deploys it: through Envoy's PTC
+//! router (`envoy/ptc-router.fragment.yaml`, ring hash on `x-gw-container-id`), with the ptc-svc
+//! replicas knowing each other as peers. Several translator-svc instances share Envoy's translator
+//! cluster round robin.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +19,7 @@ use fake_bedrock::FakeBedrock;
 use ratelimit_svc::limiter::ManualClock;
 use tempfile::TempDir;
 
-use crate::envoy::{Envoy, EnvoyOptions};
+use crate::envoy::{Envoy, EnvoyExtras, EnvoyOptions};
 use crate::process::ChildProcess;
 use crate::tools;
 
@@ -44,6 +50,14 @@ pub struct StackOptions {
     /// Also start ptc-svc (Programmatic Tool Calling) and point translator-svc at it
     /// (`PTC_ENDPOINT`). Needs a Docker engine and the `gateway-ptc-sandbox` image.
     pub with_ptc: bool,
+    /// How many ptc-svc replicas (with `with_ptc`; at least 1).
+    pub ptc_replicas: usize,
+    /// Extra ptc-svc variables, for every replica (e.g. a short `PTC_SESSION_IDLE_S`).
+    pub ptc_env: Vec<(String, String)>,
+    /// How many translator-svc instances behind Envoy (at least 1).
+    pub translators: usize,
+    /// An OTLP/HTTP collector: Envoy and translator-svc export their spans to it.
+    pub otel_endpoint: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -53,6 +67,10 @@ impl Default for StackOptions {
             translator_env: Vec::new(),
             with_ratelimit: false,
             with_ptc: false,
+            ptc_replicas: 1,
+            ptc_env: Vec::new(),
+            translators: 1,
+            otel_endpoint: None,
         }
     }
 }
@@ -71,6 +89,14 @@ impl StackOptions {
         self
     }
 
+    /// Export traces from Envoy and translator-svc to the OTLP/HTTP collector at `endpoint`
+    /// (`http://127.0.0.1:PORT`), translator-svc's batches every 100 ms.
+    pub fn with_otel(mut self, endpoint: &str) -> Self {
+        self.otel_endpoint = Some(endpoint.to_string());
+        self.translator_env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            .translator_env("OTEL_BSP_SCHEDULE_DELAY", "100")
+    }
+
     /// Start ratelimit-svc too: in-process, in-memory counters, its clock frozen at start so a
     /// key's minute never refills during the test.
     pub fn with_ratelimit(mut self) -> Self {
@@ -84,6 +110,25 @@ impl StackOptions {
         self.with_ptc = true;
         self
     }
+
+    /// `n` ptc-svc replicas behind the PTC router (implies `with_ptc`).
+    pub fn ptc_replicas(mut self, n: usize) -> Self {
+        self.with_ptc = true;
+        self.ptc_replicas = n.max(1);
+        self
+    }
+
+    /// A ptc-svc variable for every replica.
+    pub fn ptc_env(mut self, name: &str, value: &str) -> Self {
+        self.ptc_env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// `n` translator-svc instances, round robin behind Envoy.
+    pub fn translators(mut self, n: usize) -> Self {
+        self.translators = n.max(1);
+        self
+    }
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -92,10 +137,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Stack {
     envoy: Envoy,
     translator: ChildProcess,
+    /// translator-svc instances beyond the first (`StackOptions::translators`).
+    more_translators: Vec<ChildProcess>,
     /// In-process ratelimit-svc (when asked for); stopped when the stack is dropped.
     ratelimit: Option<ratelimit_svc::server::Running>,
-    /// ptc-svc (when asked for); terminated gracefully so it removes its containers.
-    ptc: Option<ChildProcess>,
+    /// ptc-svc replicas (when asked for); terminated gracefully so they remove their containers.
+    ptc: Vec<PtcReplica>,
     /// The fake Bedrock translator-svc calls; tests enqueue scenarios and read recorded requests.
     pub fake: FakeBedrock,
     /// `http://127.0.0.1:PORT` of the Envoy listener: what clients use as ANTHROPIC_BASE_URL.
@@ -104,8 +151,10 @@ pub struct Stack {
     pub master_key: String,
     /// The secret Envoy adds as `x-gw-internal-secret`.
     pub internal_secret: String,
-    /// `http://127.0.0.1:PORT` of translator-svc itself, behind Envoy.
+    /// `http://127.0.0.1:PORT` of translator-svc itself, behind Envoy (the first instance).
     pub translator_url: String,
+    /// Every translator-svc instance's address, in start order.
+    pub translator_addrs: Vec<SocketAddr>,
     logs: TempDir,
 }
 
@@ -159,28 +208,73 @@ impl Stack {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let ptc = match &ptc_bin {
-            Some(bin) => {
-                let (process, endpoint) = start_ptc(bin, logs.path()).await?;
-                env.push(("PTC_ENDPOINT".to_string(), endpoint));
-                Some(process)
+        let mut ptc = Vec::new();
+        let mut ptc_router = None;
+        if let Some(bin) = &ptc_bin {
+            // The replicas name each other as peers and translator-svc names the router before
+            // any of them listens, so these ports are picked first (bound to port 0, released).
+            let ports = free_ports(options.ptc_replicas.max(1))?;
+            for (index, port) in ports.iter().enumerate() {
+                let peers: Vec<String> = ports
+                    .iter()
+                    .filter(|other| *other != port)
+                    .map(|other| format!("127.0.0.1:{other}"))
+                    .collect();
+                ptc.push(
+                    start_ptc(bin, logs.path(), index, *port, &peers, &options.ptc_env).await?,
+                );
             }
-            None => None,
-        };
+            let router_port = free_ports(1)?[0];
+            env.push((
+                "PTC_ENDPOINT".to_string(),
+                format!("http://127.0.0.1:{router_port}"),
+            ));
+            ptc_router = Some((router_port, ptc.iter().map(|r| r.addr).collect()));
+        }
         env.extend(options.translator_env.iter().cloned());
-        let mut translator =
-            ChildProcess::spawn("translator-svc", &translator_bin, &[], &env, logs.path())?;
-        let addr = translator
-            .wait_for_line("translator-svc listening on", READY_TIMEOUT)
-            .await?;
-        let addr = addr
-            .split(|c: char| c.is_whitespace() || c == '"' || c == ',')
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("http://")
-            .to_string();
-        let translator_url = format!("http://{addr}");
-        wait_ready(&mut translator, &format!("{translator_url}/ready")).await?;
+        let mut translators = Vec::new();
+        let mut translator_addrs = Vec::new();
+        for index in 0..options.translators.max(1) {
+            let name = if index == 0 {
+                "translator-svc".to_string()
+            } else {
+                format!("translator-svc-{index}")
+            };
+            let mut env = env.clone();
+            if index > 0 {
+                // Each instance its own embedded store; the master key comes from the environment.
+                env.push((
+                    "GATEWAY_DATA_DIR".to_string(),
+                    logs.path()
+                        .join(format!("data-{index}"))
+                        .display()
+                        .to_string(),
+                ));
+            }
+            let mut translator =
+                ChildProcess::spawn(&name, &translator_bin, &[], &env, logs.path())?;
+            let addr = translator
+                .wait_for_line("translator-svc listening on", READY_TIMEOUT)
+                .await?;
+            let addr = addr
+                .split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("http://")
+                .to_string();
+            wait_ready(&mut translator, &format!("http://{addr}/ready")).await?;
+            translator_addrs.push(
+                addr.parse::<SocketAddr>()
+                    .with_context(|| format!("{name} printed a bad address: {addr}"))?,
+            );
+            translators.push(translator);
+        }
+        let mut translators = translators.into_iter();
+        let Some(translator) = translators.next() else {
+            anyhow::bail!("no translator-svc started");
+        };
+        let more_translators: Vec<ChildProcess> = translators.collect();
+        let translator_url = format!("http://{}", translator_addrs[0]);
 
         let ratelimit = if options.with_ratelimit {
             let mut config = ratelimit_svc::config::Config::from_lookup(|_| None)
@@ -197,22 +291,28 @@ impl Stack {
             None
         };
 
-        let envoy = Envoy::start(EnvoyOptions {
-            envoy_bin,
-            wasm,
-            translator_addr: addr
-                .parse()
-                .context("translator-svc printed a bad address")?,
-            internal_secret: internal_secret.clone(),
-            ratelimit_addr: ratelimit.as_ref().map(|running| running.grpc_addr),
-            work_dir: logs.path().to_path_buf(),
-        })
+        let envoy = Envoy::start_with(
+            EnvoyOptions {
+                envoy_bin,
+                wasm,
+                translator_addr: translator_addrs[0],
+                internal_secret: internal_secret.clone(),
+                ratelimit_addr: ratelimit.as_ref().map(|running| running.grpc_addr),
+                work_dir: logs.path().to_path_buf(),
+            },
+            EnvoyExtras {
+                more_translators: translator_addrs[1..].to_vec(),
+                ptc_router,
+                otel_endpoint: options.otel_endpoint.clone(),
+            },
+        )
         .await
         .map_err(|error| error.context(translator.log_tail(40)))?;
         let url = envoy.url();
         Ok(Some(Self {
             envoy,
             translator,
+            more_translators,
             ratelimit,
             ptc,
             fake,
@@ -220,6 +320,7 @@ impl Stack {
             master_key,
             internal_secret,
             translator_url,
+            translator_addrs,
             logs,
         }))
     }
@@ -239,14 +340,41 @@ impl Stack {
 
     /// (name, pid) of each process of the chain, for memory readings.
     pub fn pids(&self) -> Vec<(&str, u32)> {
-        let mut pids = vec![
-            ("envoy", self.envoy.pid()),
-            (self.translator.name(), self.translator.pid()),
-        ];
-        if let Some(ptc) = &self.ptc {
-            pids.push((ptc.name(), ptc.pid()));
+        let mut pids = vec![("envoy", self.envoy.pid())];
+        for process in self
+            .translators()
+            .chain(self.ptc.iter().map(|r| &r.process))
+        {
+            pids.push((process.name(), process.pid()));
         }
         pids
+    }
+
+    fn translators(&self) -> impl Iterator<Item = &ChildProcess> {
+        std::iter::once(&self.translator).chain(&self.more_translators)
+    }
+
+    /// The whole log of each translator-svc instance, in `translator_addrs` order.
+    pub fn translator_logs(&self) -> Vec<String> {
+        self.translators()
+            .map(|t| std::fs::read_to_string(t.log_path()).unwrap_or_default())
+            .collect()
+    }
+
+    /// Envoy's whole log: its access log lines (gateway and PTC router) included.
+    pub fn envoy_log(&self) -> String {
+        self.envoy.log()
+    }
+
+    /// Each ptc-svc replica's address and whole log, in start order.
+    pub fn ptc_replicas(&self) -> Vec<(SocketAddr, String)> {
+        self.ptc
+            .iter()
+            .map(|r| {
+                let log = std::fs::read_to_string(r.process.log_path()).unwrap_or_default();
+                (r.addr, log)
+            })
+            .collect()
     }
 
     /// Where the logs are written.
@@ -256,16 +384,10 @@ impl Stack {
 
     /// The tail of every log, for failure messages.
     pub fn logs(&self) -> String {
-        let ptc = self
-            .ptc
-            .as_ref()
-            .map(|ptc| format!("\n{}", ptc.log_tail(60)))
-            .unwrap_or_default();
-        format!(
-            "{}\n{}{ptc}",
-            self.translator.log_tail(80),
-            self.envoy.log_tail(80)
-        )
+        let mut out: Vec<String> = self.translators().map(|t| t.log_tail(80)).collect();
+        out.push(self.envoy.log_tail(80));
+        out.extend(self.ptc.iter().map(|r| r.process.log_tail(60)));
+        out.join("\n")
     }
 }
 
@@ -288,23 +410,38 @@ impl Drop for Stack {
             }
         }
         // After the logs: SIGTERM lets ptc-svc remove its sandbox containers.
-        if let Some(ptc) = &mut self.ptc {
-            ptc.terminate(Duration::from_secs(20));
+        for replica in &mut self.ptc {
+            replica.process.terminate(Duration::from_secs(20));
         }
     }
 }
 
-/// Starts ptc-svc on an ephemeral loopback port (its own replica id, so its containers are its
-/// own) and returns it with its `http://` endpoint once it is listening.
+/// One ptc-svc replica.
+struct PtcReplica {
+    process: ChildProcess,
+    addr: SocketAddr,
+}
+
+/// Starts ptc-svc replica `index` on loopback `port` (its own replica id, so its containers are
+/// its own), knowing `peers`, and returns it once it is listening.
 async fn start_ptc(
     bin: &std::path::Path,
     log_dir: &std::path::Path,
-) -> Result<(ChildProcess, String)> {
-    let env: Vec<(String, String)> = [
-        ("PTC_LISTEN", "127.0.0.1:0".to_string()),
+    index: usize,
+    port: u16,
+    peers: &[String],
+    extra_env: &[(String, String)],
+) -> Result<PtcReplica> {
+    let mut env: Vec<(String, String)> = [
+        ("PTC_LISTEN", format!("127.0.0.1:{port}")),
+        ("PTC_PEERS", peers.join(",")),
         (
             "PTC_REPLICA_ID",
-            format!("gateway-e2e-{}-{}", std::process::id(), random_token(8)),
+            format!(
+                "gateway-e2e-{}-{}-{index}",
+                std::process::id(),
+                random_token(8)
+            ),
         ),
         ("PTC_DRAIN_S", "2".to_string()),
         ("LOG_FORMAT", "text".to_string()),
@@ -314,7 +451,13 @@ async fn start_ptc(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let mut ptc = ChildProcess::spawn("ptc-svc", bin, &[], &env, log_dir)?;
+    env.extend(extra_env.iter().cloned());
+    let name = if index == 0 {
+        "ptc-svc".to_string()
+    } else {
+        format!("ptc-svc-{index}")
+    };
+    let mut ptc = ChildProcess::spawn(&name, bin, &[], &env, log_dir)?;
     let line = ptc
         .wait_for_line("ptc-svc listening", READY_TIMEOUT)
         .await?;
@@ -328,7 +471,23 @@ async fn start_ptc(
                 ptc.log_tail(20)
             )
         })?;
-    Ok((ptc, format!("http://{addr}")))
+    let addr = addr
+        .parse()
+        .with_context(|| format!("ptc-svc printed a bad local_addr: {addr}"))?;
+    Ok(PtcReplica { process: ptc, addr })
+}
+
+/// `n` distinct loopback ports nothing listens on right now: bound to port 0 together, then
+/// released. Only for addresses that must be known before their server starts (a small window,
+/// loopback only).
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("binding a loopback port"))
+        .collect::<Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 async fn wait_ready(process: &mut ChildProcess, url: &str) -> Result<()> {

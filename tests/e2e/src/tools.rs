@@ -97,6 +97,19 @@ pub fn node() -> Result<Option<PathBuf>> {
     )
 }
 
+/// Debian's Chromium for the admin portal's browser test (`CHROMIUM`, else `/usr/bin/chromium`,
+/// else `chromium` on PATH). Nothing downloads a browser: playwright-core drives this one.
+pub fn chromium() -> Result<Option<PathBuf>> {
+    let found = env_path("CHROMIUM")
+        .or_else(|| Some(PathBuf::from("/usr/bin/chromium")).filter(|p| p.is_file()))
+        .or_else(|| find_on_path("chromium"));
+    found_or_skip(
+        "Chromium (CHROMIUM)",
+        found,
+        "apt-get install -y chromium (the portal test drives it with playwright-core)",
+    )
+}
+
 /// The translator-svc binary: TRANSLATOR_BIN, else the one beside this test binary, built first
 /// when missing.
 pub fn translator_bin() -> Result<PathBuf> {

@@ -257,41 +257,104 @@ async fn streaming_through_envoy_is_sse() {
     assert_eq!(last_event, Some("event: message_stop"), "{text}");
 }
 
-/// The request id the client sees in `request-id` is the one in the gateway's logs for that
-/// request: translator-svc's usage line and Envoy's access log.
+/// The request id the client sees in `request-id` is on every line translator-svc logs for that
+/// request (JSON logs at debug: Bedrock and key store calls, the streamed body, the usage line
+/// and its write) and on Envoy's access log line; no key or prompt is logged.
 #[tokio::test]
 async fn logs_carry_the_request_id_the_client_saw() {
-    let Some(stack) = start(ClaudeApi::Invoke).await else {
+    const PROMPT: &str = "MARKERe2ePrompt never in a log";
+    let options = StackOptions::api(ClaudeApi::Invoke)
+        .translator_env("LOG_FORMAT", "json")
+        // Debug, minus connection-level chatter and the embedded DynamoDB's own server.
+        .translator_env(
+            "LOG_LEVEL",
+            "debug,h2=info,hyper=info,hyper_util=info,tower=info,dynoxide=info",
+        )
+        // No periodic store refresh inside the window below.
+        .translator_env("STORE_REFRESH_SECS", "3600");
+    let Some(stack) = Stack::start(options).await.expect("start the gateway") else {
         return;
     };
-    let response = messages(&stack, "/v1/messages")
-        .header("x-api-key", &stack.master_key)
-        .json(&hello("log me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let id = request_id(&response);
-    assert!(id.starts_with("req_"), "{id}");
-    // Both lines are written when the response ends; give the writers a moment.
+    let before = stack.translator_logs()[0].lines().count();
+    let mut ids = Vec::new();
+    for stream in [false, true] {
+        let mut body = hello(&format!("log me {PROMPT}"));
+        body["stream"] = json!(stream);
+        let response = messages(&stack, "/v1/messages")
+            .header("x-api-key", &stack.master_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let id = request_id(&response);
+        assert!(id.starts_with("req_"), "{id}");
+        response.text().await.unwrap();
+        ids.push(id);
+    }
+    // The usage and access log lines are written when the responses end; give the writers (and
+    // the usage writes, tasks of their own) a moment.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let logs = stack.logs();
-        let translator = logs.lines().any(|l| l.contains("usage") && l.contains(&id));
-        let envoy = logs
+    let lines: Vec<Value> = loop {
+        let log = stack.translator_logs().remove(0);
+        let lines: Vec<Value> = log
             .lines()
-            .any(|l| l.contains("\"request_id\":\"") && l.contains(&id));
-        if translator && envoy {
-            break;
+            .skip(before)
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .collect();
+        let envoy = stack.envoy_log();
+        let done = ids.iter().all(|id| {
+            lines
+                .iter()
+                .any(|l| l["message"] == "usage" && l["request_id"] == id.as_str())
+                && envoy
+                    .lines()
+                    .any(|l| l.contains(&format!("\"request_id\":\"{id}\"")))
+        });
+        if done {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            break stack
+                .translator_logs()
+                .remove(0)
+                .lines()
+                .skip(before)
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "request id {id} not in both logs (translator {translator}, envoy {envoy}):\n{logs}"
+            "request ids {ids:?} not in both logs:\n{}",
+            stack.logs()
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    for line in &lines {
+        let id = line["request_id"].as_str().unwrap_or_default();
+        assert!(
+            ids.iter().any(|seen| seen == id),
+            "a translator line without the request id the client saw: {line}"
+        );
     }
+    for id in &ids {
+        let own: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["request_id"] == id.as_str())
+            .collect();
+        // The AWS SDK's own lines of the Bedrock call are the request's too.
+        assert!(
+            own.iter().any(|l| l["rpc.service"] == "Bedrock Runtime"),
+            "no Bedrock call line for {id}"
+        );
+        assert!(
+            own.iter()
+                .any(|l| l["message"] == "usage" && l["model"] == MODEL),
+            "no usage line for {id}"
+        );
+    }
+    let all = stack.logs() + &stack.translator_logs().join("\n") + &stack.envoy_log();
+    assert!(!all.contains(&stack.master_key), "a key reached the logs");
     assert!(
-        !stack.logs().contains(&stack.master_key),
-        "a key reached the logs"
+        !all.contains("MARKERe2ePrompt"),
+        "a prompt reached the logs"
     );
 }

@@ -1,6 +1,9 @@
 //! Pricing and model-mapping handlers: list, put and delete entries of the two editable tables.
 //! A price change applies on this replica at once and on the others at their next refresh.
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -86,9 +89,56 @@ pub async fn delete_price(State(state): State<AppState>, Path(model): Path<Strin
     ))
 }
 
-pub async fn list_models(State(state): State<AppState>) -> AdminResult {
+/// The built-in model table as this service is configured (`MODEL_DEFAULT_PROFILE`,
+/// `CLAUDE_API`): what a stored entry with the same key overrides. The service router attaches it
+/// as an extension, since the admin router is built before the model settings are at hand.
+#[derive(Clone, Debug, Default)]
+pub struct BuiltinModels(pub Arc<Vec<Value>>);
+
+impl BuiltinModels {
+    /// The listed built-in entries with the backend each resolves to.
+    pub fn from_config(config: &crate::config::Config) -> BuiltinModels {
+        let backend = match config.claude_api {
+            crate::config::ClaudeApi::Invoke => crate::models::Backend::Invoke,
+            crate::config::ClaudeApi::Converse => crate::models::Backend::Converse,
+        };
+        let table = crate::models::ModelTable::builtin(
+            &config.model_default_profile,
+            config.model_derive_claude_ids,
+        )
+        .with_claude_backend(backend);
+        let entries = table
+            .listed()
+            .into_iter()
+            .map(|entry| {
+                let backend = table
+                    .resolve(&entry.key)
+                    .map_or(entry.backend, |route| route.backend());
+                json!({
+                    "key": entry.key,
+                    "bedrock_id": entry.bedrock_id,
+                    "family": entry.family,
+                    "backend": backend,
+                    "display_name": entry.display_name,
+                    "max_output_tokens": entry.max_output_tokens,
+                })
+            })
+            .collect();
+        BuiltinModels(Arc::new(entries))
+    }
+}
+
+/// `{data: [stored entry], builtin: [default entry]}`.
+pub async fn list_models(
+    State(state): State<AppState>,
+    builtin: Option<Extension<BuiltinModels>>,
+) -> AdminResult {
     let stored = models::list_models(&state.dynamo).await?;
-    Ok(respond(StatusCode::OK, json!({"data": stored})))
+    let builtin = builtin.map(|Extension(b)| b.0).unwrap_or_default();
+    Ok(respond(
+        StatusCode::OK,
+        json!({"data": stored, "builtin": *builtin}),
+    ))
 }
 
 pub async fn put_model(

@@ -1,9 +1,13 @@
-//! The admin HTTP JSON API under `/admin/v1/...`: keys, pricing, model mapping and usage. Every
-//! route requires the master key (`x-api-key` or `Authorization: Bearer`), compared in constant
-//! time; errors use the Anthropic envelope. Handlers are thin; the stores do the work.
+//! The admin HTTP JSON API under `/admin/v1/...` (keys, pricing, model mapping, usage, budgets)
+//! and the web portal under `/admin/` that drives it. Every API route requires the master key
+//! (`x-api-key` or `Authorization: Bearer`, compared in constant time) or a portal session
+//! (cookie, plus a CSRF token on changes); errors use the Anthropic envelope. Handlers are thin;
+//! the stores do the work.
 
+mod budgets;
 mod catalog;
 mod keys;
+pub mod portal;
 mod usage;
 
 use std::sync::Arc;
@@ -32,7 +36,11 @@ pub struct AdminState {
     pub prices: Arc<PriceBook>,
     pub clock: Arc<dyn Clock>,
     pub master_api_key: Option<String>,
+    /// Portal settings, sessions and the sign-in brake.
+    pub portal: portal::Portal,
 }
+
+pub use catalog::BuiltinModels;
 
 type AppState = Arc<AdminState>;
 
@@ -63,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             "/admin/v1/pricing/{model}",
             with_405(axum::routing::put(catalog::put_price).delete(catalog::delete_price)),
         )
+        .route("/admin/v1/budgets", with_405(get(budgets::list)))
         .route("/admin/v1/models", with_405(get(catalog::list_models)))
         .route(
             "/admin/v1/models/{model}",
@@ -71,12 +80,11 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1", any(not_found))
         .route("/admin/v1/{*rest}", any(not_found));
     routes
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_master_key,
-        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         // Admin bodies are small; the service router may disable the default limit.
         .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT_BYTES))
+        .merge(portal::routes())
+        .layer(middleware::map_response(portal::harden))
         .with_state(state)
 }
 
@@ -104,11 +112,15 @@ fn digest(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 
-async fn require_master_key(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Whether `presented` is the master key. Equal-length digests keep the comparison constant-time
+/// whatever the presented length.
+fn master_key_matches(presented: &str, master: &str) -> bool {
+    bool::from(digest(presented).ct_eq(&digest(master)))
+}
+
+/// The master key (through Envoy: verified by the gate; directly: compared here), else a portal
+/// session.
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Through Envoy the gate filter has already verified the key and stripped the credential
     // headers; the request-id layer trusts its `x-gw-key-id` only with the internal secret.
     if let Some(ctx) = request.extensions().get::<crate::api::Ctx>()
@@ -124,13 +136,17 @@ async fn require_master_key(
         .into_response();
     };
     let Some(presented) = presented_key(request.headers()) else {
-        return AdminError(ApiError::authentication(
-            "the admin API requires the master key in x-api-key or Authorization: Bearer",
-        ))
-        .into_response();
+        let sender = portal::Sender::of(&request);
+        return match portal::authorize_session(&state, &sender).await {
+            Some(Ok(())) => next.run(request).await,
+            Some(Err(e)) => e.into_response(),
+            None => AdminError(ApiError::authentication(
+                "the admin API requires the master key in x-api-key or Authorization: Bearer, or a portal session",
+            ))
+            .into_response(),
+        };
     };
-    // Equal-length digests keep the comparison constant-time whatever the presented length.
-    if !bool::from(digest(presented).ct_eq(&digest(master))) {
+    if !master_key_matches(presented, master) {
         return AdminError(ApiError::authentication("invalid master key")).into_response();
     }
     next.run(request).await
@@ -144,12 +160,18 @@ impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let request_id = ids::request_id();
         let body = self.0.to_body(&request_id);
-        (
+        let mut response = (
             self.0.status,
             [("request-id", request_id)],
             axum::Json(body),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.0.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

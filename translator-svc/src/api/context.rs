@@ -1,18 +1,24 @@
 //! Per-request context: the request id every response carries, and the gateway headers
 //! (`x-gw-*`) that are trusted only when the request carries Envoy's internal secret.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hyper::body::{Frame, SizeHint};
 use subtle::ConstantTimeEq;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::ids;
+use crate::{ids, telemetry};
 
 pub const INTERNAL_SECRET_HEADER: &str = "x-gw-internal-secret";
 
@@ -81,6 +87,11 @@ impl IntoResponse for Failure {
         metrics::counter!("translator_errors_total", "type" => self.error.metric_label())
             .increment(1);
         response
+            .extensions_mut()
+            .insert(super::http_metrics::ErrorTypeLabel(
+                self.error.metric_label(),
+            ));
+        response
     }
 }
 
@@ -97,7 +108,8 @@ fn secret_matches(headers: &HeaderMap, secret: &str) -> bool {
         .is_some_and(|presented| bool::from(presented.as_bytes().ct_eq(secret.as_bytes())))
 }
 
-/// Outermost layer: decide the request id, build the `Ctx`, and stamp `request-id` on the response.
+/// Outermost layer: decide the request id, build the `Ctx`, open the request's span (every log
+/// line of the request carries its fields), and stamp `request-id` on the response.
 pub async fn request_id(
     State(state): State<Arc<AppState>>,
     mut request: Request,
@@ -120,14 +132,91 @@ pub async fn request_id(
             .flatten(),
     };
     let request_id = ctx.request_id.clone();
+    // The key id is not a secret (the key is); model is recorded once the body is read.
+    macro_rules! request_span {
+        ($level:ident) => {
+            tracing::$level!(
+                "request",
+                request_id = %request_id,
+                method = %request.method(),
+                path = %request.uri().path(),
+                key_id = ctx.key_id.as_deref(),
+                model = Empty,
+                status = Empty,
+                otel.name = format!("{} {}", request.method(), request.uri().path()),
+                otel.kind = "server",
+            )
+        };
+    }
+    // Probes and scrapes arrive every few seconds: their spans stay out of exported traces.
+    let probe = matches!(
+        request.uri().path(),
+        "/health" | "/health/ptc" | "/ready" | "/metrics"
+    );
+    let span = if probe {
+        request_span!(debug_span)
+    } else {
+        request_span!(info_span)
+    };
+    telemetry::continue_trace(&span, request.headers());
     // The secret has done its job; nothing downstream needs it.
     request.headers_mut().remove(INTERNAL_SECRET_HEADER);
     request.extensions_mut().insert(ctx);
-    let mut response = next.run(request).await;
+    let id: Arc<str> = Arc::from(request_id.as_str());
+    let mut response = telemetry::in_request_async(id.clone(), next.run(request))
+        .instrument(span.clone())
+        .await;
+    span.record("status", response.status().as_u16());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("request-id", value);
     }
-    response
+    // A streamed body is produced after the handler returned: it stays in the request's span.
+    response.map(|body| {
+        Body::new(InRequest {
+            body,
+            span,
+            request_id: id,
+        })
+    })
+}
+
+/// A response body polled inside its request's span and request id.
+struct InRequest {
+    body: Body,
+    span: tracing::Span,
+    request_id: Arc<str>,
+}
+
+impl hyper::body::Body for InRequest {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        telemetry::in_request(&this.request_id, || Pin::new(&mut this.body).poll_frame(cx))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for InRequest {
+    /// A client that goes away drops the body mid-stream: what that drop logs (the usage of a
+    /// cut stream) still belongs to the request.
+    fn drop(&mut self) {
+        let _entered = self.span.enter();
+        let body = std::mem::replace(&mut self.body, Body::empty());
+        telemetry::in_request(&self.request_id, || drop(body));
+    }
 }
 
 /// Route layer on `/v1/*`: only the gateway may call these.

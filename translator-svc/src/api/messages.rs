@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::context::{Ctx, beta_header_values, read_json_body};
+use super::http_metrics::ModelLabel;
 use super::{AppState, sse};
 use crate::beta::BetaPolicy;
 use crate::relay::{CallContext, Outcome};
@@ -35,9 +36,14 @@ pub async fn create(
 ) -> Response {
     let request = match read_json_body(&ctx, body, state.config.max_body_bytes).await {
         Ok(request) => request,
-        Err(failure) => return failure.into_response(),
+        Err(failure) => {
+            let mut response = failure.into_response();
+            response.extensions_mut().insert(ModelLabel::unknown());
+            return response;
+        }
     };
-    match state
+    let model = ModelLabel::of(&state.relay, &request);
+    let mut response = match state
         .relay
         .messages(call_context(&ctx, &headers), request)
         .await
@@ -51,7 +57,9 @@ pub async fn create(
         }
         Ok(Outcome::Stream(stream)) => sse::response(stream),
         Err(error) => ctx.fail(error).into_response(),
-    }
+    };
+    response.extensions_mut().insert(model);
+    response
 }
 
 pub async fn count_tokens(
@@ -62,9 +70,14 @@ pub async fn count_tokens(
 ) -> Response {
     let request = match read_json_body(&ctx, body, state.config.max_body_bytes).await {
         Ok(request) => request,
-        Err(failure) => return failure.into_response(),
+        Err(failure) => {
+            let mut response = failure.into_response();
+            response.extensions_mut().insert(ModelLabel::unknown());
+            return response;
+        }
     };
-    match state
+    let model = ModelLabel::of(&state.relay, &request);
+    let mut response = match state
         .relay
         .count_tokens(call_context(&ctx, &headers), request)
         .await
@@ -80,5 +93,7 @@ pub async fn count_tokens(
             response
         }
         Err(error) => ctx.fail(error).into_response(),
-    }
+    };
+    response.extensions_mut().insert(model);
+    response
 }

@@ -4,6 +4,7 @@
 
 mod context;
 mod health;
+mod http_metrics;
 mod messages;
 mod models;
 mod sse;
@@ -21,6 +22,7 @@ use crate::relay::Relay;
 
 pub use context::{Ctx, Failure};
 pub use health::Readiness;
+pub use http_metrics::{DURATION as HTTP_DURATION, REQUESTS as HTTP_REQUESTS};
 pub use models::model_object;
 
 /// Everything a handler may touch.
@@ -98,10 +100,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(v1)
         .with_state(state.clone())
         // The admin router carries its own state; merged as is, its path parameters stay its own.
-        .merge(state.admin.clone())
+        .merge(state.admin.clone().layer(axum::Extension(
+            crate::admin::BuiltinModels::from_config(&state.config),
+        )))
         .fallback(context::not_found)
         // Bodies are read with our own limit so an oversize body gets the Anthropic 413.
         .layer(DefaultBodyLimit::disable())
+        // Per route (Router::layer wraps each route and the fallback), so the template is known.
+        .layer(axum::middleware::from_fn(http_metrics::record))
         .layer(axum::middleware::from_fn_with_state(
             state,
             context::request_id,
@@ -124,7 +130,11 @@ pub async fn serve(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address feeds the admin portal's sign-in brake (direct, non-Envoy callers).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

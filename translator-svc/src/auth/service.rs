@@ -30,7 +30,13 @@ impl Auth for AuthService {
                 Denial::InvalidKey,
             ))));
         }
-        match self.verifier.verify(&request.api_key).await {
+        // The gate sends its request id: the check's lines (key store calls included) carry it.
+        let request_id = crate::ids::has_shape(&request.request_id, "req_")
+            .then_some(request.request_id.as_str());
+        let span = tracing::info_span!("auth", request_id, otel.kind = "server");
+        let verdict =
+            tracing::Instrument::instrument(self.verifier.verify(&request.api_key), span).await;
+        match verdict {
             Ok(verdict) => {
                 if let Verdict::Denied(denial) = &verdict {
                     tracing::debug!(request_id = %request.request_id, path = %request.path, ?denial, "key refused");

@@ -11,6 +11,7 @@ mod document;
 mod error;
 mod json;
 mod sdk_error;
+pub mod timed;
 
 #[cfg(test)]
 mod fake_error_tests;
@@ -22,6 +23,7 @@ pub use error::{
     BedrockError, ExceptionKind, OVERLOADED_RETRY_AFTER_SECS, RATE_LIMIT_RETRY_AFTER_SECS,
     client_message, scrub,
 };
+pub use timed::{Timed, exception_label};
 
 use bytes::Bytes;
 use futures::Stream;

@@ -58,6 +58,8 @@ pub struct KeysConfig {
     pub refresh_interval: Duration,
     pub tier_multipliers: TierMultipliers,
     pub usage: UsageSettings,
+    /// The admin web portal (`ADMIN_*`): sessions, cookie, origins, sign-in rate.
+    pub portal: crate::admin::portal::PortalConfig,
 }
 
 fn secs(
@@ -171,6 +173,7 @@ impl KeysConfig {
                     .then(|| Duration::from_secs(u64::from(retention_days) * 86_400)),
                 ..defaults
             },
+            portal: crate::admin::portal::PortalConfig::from_source(src)?,
         })
     }
 
@@ -189,6 +192,7 @@ impl KeysConfig {
                 backoff_base: Duration::from_millis(5),
                 ..UsageSettings::default()
             },
+            portal: crate::admin::portal::PortalConfig::default(),
         }
     }
 }

@@ -208,7 +208,9 @@ pub async fn ensure_tables(dynamo: &Dynamo, usage_ttl: bool) -> anyhow::Result<(
         }
         create_table(&dynamo.client, name, has_sort_key).await?;
         wait_active(&dynamo.client, name).await?;
-        if has_sort_key && usage_ttl {
+        // Usage items expire when a retention is set; portal sessions in the keys table always
+        // carry `expires_at`, so abandoned ones are swept.
+        if (has_sort_key && usage_ttl) || name == dynamo.tables.keys {
             let spec = TimeToLiveSpecification::builder()
                 .enabled(true)
                 .attribute_name("expires_at")
@@ -221,7 +223,7 @@ pub async fn ensure_tables(dynamo: &Dynamo, usage_ttl: bool) -> anyhow::Result<(
                 .send()
                 .await
             {
-                tracing::warn!(table = name, error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "cannot enable TTL on the usage table");
+                tracing::warn!(table = name, error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "cannot enable TTL on a table");
             }
         }
         tracing::info!(table = name, "created DynamoDB table");

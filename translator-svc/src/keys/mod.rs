@@ -104,6 +104,7 @@ pub async fn wire_with_clock(config: &KeysConfig, clock: Arc<dyn Clock>) -> anyh
         prices: prices.clone(),
         clock,
         master_api_key: config.master_api_key.clone(),
+        portal: admin::portal::Portal::new(config.portal.clone(), dynamo.clone()),
     }));
     Ok(Wired {
         verifier,

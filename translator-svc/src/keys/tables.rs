@@ -42,6 +42,11 @@ pub fn key_pk(key_id: &str) -> String {
     format!("key#{key_id}")
 }
 
+/// A portal sign-in session (keys table), by the SHA-256 of its id.
+pub fn session_pk(id_hash: &str) -> String {
+    format!("session#{id_hash}")
+}
+
 pub fn hash_pk(hash: &str) -> String {
     format!("hash#{hash}")
 }

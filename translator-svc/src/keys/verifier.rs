@@ -58,6 +58,12 @@ impl Verifier {
 
     /// The verdict for a presented key; `Err` only when the store cannot be read.
     pub async fn check(&self, presented_key: &str) -> Result<Verdict, StoreError> {
+        let result = self.check_uncounted(presented_key).await;
+        crate::usage::catalog::auth_check(&result);
+        result
+    }
+
+    async fn check_uncounted(&self, presented_key: &str) -> Result<Verdict, StoreError> {
         if let Ok(verdict @ Verdict::Allowed(_)) = self.master.verify(presented_key).await {
             return Ok(verdict);
         }
@@ -66,7 +72,9 @@ impl Verifier {
         }
         let hash = hash_key(presented_key);
         let now = self.clock.now();
-        if let Some(cached) = self.cache.get(&hash, now) {
+        let cached = self.cache.get(&hash, now);
+        crate::usage::catalog::auth_cache("verdict", cached.is_some());
+        if let Some(cached) = cached {
             return Ok(cached.verdict);
         }
         let Some(record) = self.store.find_by_hash(&hash).await? else {
@@ -77,11 +85,12 @@ impl Verifier {
         let verdict = self.decide(&record, now).await?;
         if matches!(verdict, Verdict::Allowed(_)) {
             let (store, id, at) = (self.store.clone(), record.id.clone(), rfc3339_millis(now));
-            tokio::spawn(async move {
+            // In the caller's span: the write's lines name the request that used the key.
+            tokio::spawn(tracing::Instrument::in_current_span(async move {
                 if let Err(e) = store.touch(&id, &at).await {
                     tracing::debug!(key_id = %id, error = %e, "cannot record last use");
                 }
-            });
+            }));
         }
         self.cache.put(hash, verdict.clone(), Some(&record), now);
         Ok(verdict)
@@ -144,7 +153,9 @@ impl Verifier {
             return Ok(Some(KeyPolicy::default()));
         }
         let now = self.clock.now();
-        if let Some(policy) = self.cache.policy_of(key_id, now) {
+        let cached = self.cache.policy_of(key_id, now);
+        crate::usage::catalog::auth_cache("policy", cached.is_some());
+        if let Some(policy) = cached {
             return Ok(Some(policy));
         }
         let Some(record) = self.store.get_key(key_id).await? else {

@@ -1,5 +1,6 @@
 //! PTC settings of translator-svc (ptc.md section 17), parsed from the same replaceable source as
-//! the rest of `Config`. Only the orchestration side: sandbox limits belong to ptc-svc.
+//! the rest of `Config`. Only the orchestration side, plus the per-session limits sent with
+//! `CreateSession` (ptc-svc applies them when they are tighter than its own).
 
 use std::time::Duration;
 
@@ -17,7 +18,17 @@ pub struct PtcConfig {
     /// Per-execution running time (rendered in the guide, bounds gRPC deadlines).
     pub execution_timeout: Duration,
     pub max_stdout_bytes: u64,
+    pub max_stderr_bytes: u64,
+    pub max_calls_per_execution: u64,
     pub max_model_calls: u32,
+    /// `PTC_ROUND_BUDGET_S`: wall time one round may spend in model calls and code before it
+    /// answers `pause_turn` (fractional seconds accepted).
+    pub round_budget: Duration,
+    /// `PTC_MEMORY`, `PTC_CPUS`, `PTC_PIDS` when set here too: the container resources asked for
+    /// each session (unset: ptc-svc's own values, which a request can lower but never raise).
+    pub memory_bytes: Option<u64>,
+    pub milli_cpus: Option<u32>,
+    pub pids: Option<u32>,
 }
 
 /// A positive integer setting.
@@ -25,6 +36,59 @@ fn number(src: &dyn Source, name: &'static str, default: u64) -> Result<u64, Con
     match crate::config::number(src, name, default)? {
         0 => Err(bad(name, "must be a positive integer")),
         n => Ok(n),
+    }
+}
+
+/// A positive number of seconds (fractions allowed, for tests).
+fn seconds(src: &dyn Source, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
+    let v: f64 = crate::config::number(src, name, default)?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(bad(name, "must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// `PTC_MEMORY` as ptc-svc reads it: `268435456`, `256m`, `256MiB`, `1g` (binary multiples).
+fn memory(src: &dyn Source) -> Result<Option<u64>, ConfigError> {
+    let Some(raw) = src.get("PTC_MEMORY") else {
+        return Ok(None);
+    };
+    let lower = raw.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let shift = match unit.trim() {
+        "" | "b" => Some(0),
+        "k" | "kb" | "kib" => Some(10),
+        "m" | "mb" | "mib" => Some(20),
+        "g" | "gb" | "gib" => Some(30),
+        _ => None,
+    };
+    match (digits.parse::<u64>().ok(), shift) {
+        (Some(n), Some(shift)) if n.checked_mul(1 << shift).is_some_and(|b| b >= 16 << 20) => {
+            Ok(Some(n << shift))
+        }
+        _ => Err(bad(
+            "PTC_MEMORY",
+            format!("{raw:?}: expected a size of at least 16 MiB (e.g. 268435456, 256m, 256MiB)"),
+        )),
+    }
+}
+
+/// `PTC_CPUS` (0.01 to 1024) in thousandths of a CPU.
+fn cpus(src: &dyn Source) -> Result<Option<u32>, ConfigError> {
+    let Some(raw) = src.get("PTC_CPUS") else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.01..=1024.0).contains(&v) => {
+            Ok(Some((v * 1000.0).round() as u32))
+        }
+        _ => Err(bad(
+            "PTC_CPUS",
+            format!("{raw:?}: expected a CPU count from 0.01 to 1024"),
+        )),
     }
 }
 
@@ -67,8 +131,75 @@ impl PtcConfig {
             code_tool_name,
             execution_timeout: Duration::from_secs(number(src, "PTC_EXECUTION_TIMEOUT_S", 60)?),
             max_stdout_bytes: number(src, "PTC_MAX_STDOUT_BYTES", 65536)?,
+            max_stderr_bytes: number(src, "PTC_MAX_STDERR_BYTES", 16384)?,
+            max_calls_per_execution: number(src, "PTC_MAX_CALLS_PER_EXECUTION", 1000)?,
             max_model_calls: u32::try_from(number(src, "PTC_MAX_MODEL_CALLS", 16)?)
                 .map_err(|_| bad("PTC_MAX_MODEL_CALLS", "too large"))?,
+            round_budget: seconds(src, "PTC_ROUND_BUDGET_S", 540.0)?,
+            memory_bytes: memory(src)?,
+            milli_cpus: cpus(src)?,
+            pids: src
+                .get("PTC_PIDS")
+                .map(|raw| match raw.trim().parse::<u32>() {
+                    Ok(n) if n >= 8 => Ok(n),
+                    _ => Err(bad(
+                        "PTC_PIDS",
+                        format!("{raw:?}: expected an integer >= 8"),
+                    )),
+                })
+                .transpose()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn parse(pairs: &[(&'static str, &'static str)]) -> Result<PtcConfig, ConfigError> {
+        let src: HashMap<&str, &str> = pairs.iter().copied().collect();
+        PtcConfig::from_source(&src)
+    }
+
+    #[test]
+    fn defaults_leave_container_resources_to_ptc_svc() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.round_budget, Duration::from_secs(540));
+        assert_eq!(c.max_stderr_bytes, 16384);
+        assert_eq!(c.max_calls_per_execution, 1000);
+        assert_eq!((c.memory_bytes, c.milli_cpus, c.pids), (None, None, None));
+    }
+
+    #[test]
+    fn limits_and_budget_parse_and_bad_values_name_the_variable() {
+        let c = parse(&[
+            ("PTC_ROUND_BUDGET_S", "1.5"),
+            ("PTC_MEMORY", "128MiB"),
+            ("PTC_CPUS", "0.25"),
+            ("PTC_PIDS", "32"),
+        ])
+        .unwrap();
+        assert_eq!(c.round_budget, Duration::from_millis(1500));
+        assert_eq!(c.memory_bytes, Some(128 << 20));
+        assert_eq!(c.milli_cpus, Some(250));
+        assert_eq!(c.pids, Some(32));
+        assert_eq!(
+            parse(&[("PTC_MEMORY", "268435456")]).unwrap().memory_bytes,
+            Some(256 << 20)
+        );
+        for (name, value) in [
+            ("PTC_ROUND_BUDGET_S", "0"),
+            ("PTC_MEMORY", "1m"),
+            ("PTC_MEMORY", "lots"),
+            ("PTC_CPUS", "0"),
+            ("PTC_PIDS", "2"),
+        ] {
+            let error = parse(&[(name, value)]).unwrap_err();
+            assert_eq!(error.name, name);
+        }
     }
 }

@@ -165,6 +165,8 @@ pub async fn resume(
         id: container.clone(),
         expires_at: session.expires_at.clone(),
     });
+    // Validated: a streaming continuation commits now, so pings can flow while the code runs.
+    round.commit(0);
     let execution_id = execution.execution_id.clone();
     let outcome = round
         .ptc
@@ -191,7 +193,7 @@ pub async fn resume(
         };
     }
     let end = finish_turn(round, messages, outcome, &execution_id).await?;
-    let message = round.response(&end, crate::ids::message_id());
+    let message = round.response(&end);
     store(round, &container, &answered, &message).await;
     Ok(Resumed::Done(message))
 }

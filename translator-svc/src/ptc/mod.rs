@@ -4,8 +4,11 @@
 
 pub mod config;
 mod continuation;
+mod health;
+pub mod live;
 mod round;
 pub mod sandbox;
+mod session;
 mod stream;
 pub mod tools;
 pub mod transcript;
@@ -14,14 +17,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use gateway_proto::ptc::v1::Limits;
 use serde_json::{Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
 
 pub use config::PtcConfig;
 pub use sandbox::{GrpcSandbox, Sandbox};
+pub use transcript::rebuild_inactive;
 
 use crate::convert::response::TokenUsage;
 use crate::error::ApiError;
 use crate::relay::{CallContext, Outcome, Relay};
+use live::Emit;
 use round::Round;
 use transcript::Names;
 
@@ -46,21 +53,87 @@ pub fn declares_code_tool(ptc: Option<&Ptc>, request: &Value) -> bool {
 }
 
 /// `POST /v1/messages` in PTC mode (or its refusal when PTC is off). A boxed future with a
-/// declared `Send`: inner model calls go through the relay again (async recursion).
-pub fn messages<'a>(
-    ptc: Option<&'a Ptc>,
-    relay: &'a Relay,
-    call: CallContext,
+/// declared `Send`: inner model calls go through the relay again (async recursion). A streaming
+/// round owns its `Ptc` and a relay clone: its body outlives this call.
+pub fn messages(
+    ptc: Option<Arc<Ptc>>,
+    relay: &Relay,
+    mut call: CallContext,
     request: Value,
-) -> BoxFuture<'a, Result<Outcome, ApiError>> {
+) -> BoxFuture<'_, Result<Outcome, ApiError>> {
     Box::pin(async move {
-        match ptc {
-            Some(ptc) => ptc.messages(relay, call, request).await,
-            None => Err(ApiError::invalid_request(
+        let Some(ptc) = ptc else {
+            return Err(ApiError::invalid_request(
                 "code execution is not available on this gateway",
-            )),
+            ));
+        };
+        let prepared = ptc.prepare(&mut call, &request)?;
+        if prepared.stream {
+            stream::serve(ptc, relay.clone(), call, prepared).await
+        } else {
+            let message = serve_round(&ptc, relay, call, prepared, None).await?;
+            let usage = usage_of(&message);
+            Ok(Outcome::Message { message, usage })
         }
     })
+}
+
+/// A PTC request checked and turned into its model-facing parts.
+pub struct Prepared {
+    tools: tools::PtcTools,
+    stream: bool,
+    client_messages: Vec<Value>,
+    container: Option<String>,
+    /// The model-facing request without `messages`.
+    base: Map<String, Value>,
+    message_id: String,
+}
+
+/// One round: a continuation (validate, deliver, finish the turn) or a new request (model loop).
+/// `emit` set: a streaming round reporting its steps as they happen.
+async fn serve_round(
+    ptc: &Ptc,
+    relay: &Relay,
+    call: CallContext,
+    prepared: Prepared,
+    emit: Option<UnboundedSender<Emit>>,
+) -> Result<Value, ApiError> {
+    let Prepared {
+        tools,
+        client_messages,
+        container,
+        base,
+        message_id,
+        ..
+    } = prepared;
+    let names = Names {
+        client_code_name: Some(&tools.client_code_name),
+        code_tool_name: &tools.code_tool_name,
+    };
+    let messages = transcript::rebuild(&client_messages, &names);
+    let code_tool_name = tools.code_tool_name.clone();
+    let mut round = Round::new(ptc, relay, call, tools, base, message_id, emit);
+    if let Some(answered) = continuation::answered_ids(&client_messages) {
+        return match continuation::resume(
+            &mut round,
+            &client_messages,
+            messages,
+            answered,
+            container,
+        )
+        .await?
+        {
+            continuation::Resumed::Replay(message) | continuation::Resumed::Done(message) => {
+                Ok(message)
+            }
+        };
+    }
+    if let Some(container) = &container {
+        round.check_named(container).await?;
+    }
+    let messages = transcript::fill_code_results(messages, &code_tool_name, &Default::default());
+    let end = round.model_loop(messages).await?;
+    Ok(round.response(&end))
 }
 
 /// The `container` field: a string or `{"id": ...}`.
@@ -101,14 +174,9 @@ impl Ptc {
         self.config.execution_timeout + Duration::from_secs(5)
     }
 
-    async fn messages(
-        &self,
-        relay: &Relay,
-        mut call: CallContext,
-        request: Value,
-    ) -> Result<Outcome, ApiError> {
-        let tools = tools::analyze(&request, &call.client_betas, &self.config)?;
-        let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
+    /// Activation rules (section 1) and the model-facing parts; no I/O.
+    fn prepare(&self, call: &mut CallContext, request: &Value) -> Result<Prepared, ApiError> {
+        let tools = tools::analyze(request, &call.client_betas, &self.config)?;
         call.client_betas.retain(|b| b != tools::BETA);
         let Some(obj) = request.as_object() else {
             return Err(ApiError::invalid_request(
@@ -119,36 +187,31 @@ impl Ptc {
             Some(Value::Array(m)) => m.clone(),
             _ => return Err(ApiError::invalid_at("messages", "field required (a list)")),
         };
-        let container = container_of(&request);
-        let base = self.model_base(obj, &tools);
-        let names = Names {
-            client_code_name: Some(&tools.client_code_name),
-            code_tool_name: &tools.code_tool_name,
-        };
-        let mut messages = transcript::rebuild(&client_messages, &names);
-        let mut round = Round::new(self, relay, call, tools.clone(), base);
-        let message = if let Some(answered) = continuation::answered_ids(&client_messages) {
-            match continuation::resume(&mut round, &client_messages, messages, answered, container)
-                .await?
-            {
-                continuation::Resumed::Replay(message) => message,
-                continuation::Resumed::Done(message) => message,
-            }
-        } else {
-            if let Some(container) = &container {
-                round.check_named(container).await?;
-            }
-            messages =
-                transcript::fill_code_results(messages, &tools.code_tool_name, &Default::default());
-            let end = round.model_loop(messages).await?;
-            round.response(&end, crate::ids::message_id())
-        };
-        let usage = usage_of(&message);
-        if stream {
-            let first = round.first_input_tokens.unwrap_or(0);
-            Ok(Outcome::Stream(stream::replay(message, first, usage)))
-        } else {
-            Ok(Outcome::Message { message, usage })
+        Ok(Prepared {
+            stream: obj.get("stream").and_then(Value::as_bool) == Some(true),
+            container: container_of(request),
+            base: self.model_base(obj, &tools),
+            tools,
+            client_messages,
+            message_id: crate::ids::message_id(),
+        })
+    }
+
+    /// The per-session limits sent with `CreateSession`, from this service's configuration, so
+    /// what the guide tells the model is what the sandbox enforces (ptc-svc never loosens its
+    /// own limits).
+    fn limits(&self) -> Limits {
+        let c = &self.config;
+        let u32_of = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Limits {
+            execution_timeout_ms: u64::try_from(c.execution_timeout.as_millis())
+                .unwrap_or(u64::MAX),
+            max_stdout_bytes: u32_of(c.max_stdout_bytes),
+            max_stderr_bytes: u32_of(c.max_stderr_bytes),
+            max_calls_per_execution: u32_of(c.max_calls_per_execution),
+            memory_bytes: c.memory_bytes.unwrap_or(0),
+            milli_cpus: c.milli_cpus.unwrap_or(0),
+            pids: c.pids.unwrap_or(0),
         }
     }
 
@@ -176,7 +239,7 @@ impl Ptc {
         {
             return (*status, body.clone());
         }
-        let (status, body) = stream::health(self.sandbox.as_ref(), &self.config).await;
+        let (status, body) = health::health(self.sandbox.as_ref(), &self.config).await;
         if let Ok(mut guard) = self.health.lock() {
             *guard = Some((Instant::now(), status, body.clone()));
         }

@@ -1,29 +1,25 @@
 //! One PTC round (ptc.md section 5): model calls through the relay, code tool calls run in the
 //! session, client-visible blocks collected in production order, and the round's response shape.
+//! A streaming round also reports each step as it happens (`Emit`) for the live SSE form.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
-use gateway_proto::ptc::v1::{
-    CreateSessionRequest, ExecuteRequest, FailureCode, GetSessionRequest, QueuedExecution,
-    SessionState, outcome,
-};
-use rand::Rng;
+use futures::StreamExt;
+use tokio::sync::mpsc::UnboundedSender;
+
+use gateway_proto::ptc::v1::{ExecuteRequest, FailureCode, QueuedExecution, outcome};
 use serde_json::{Map, Value, json};
 
 use super::Ptc;
+use super::live::{Emit, ModelTurn, decode};
 use super::sandbox::to_api_error;
+pub use super::session::Live;
 use super::tools::PtcTools;
 use super::transcript::{fill_code_results, report, to_server_id};
 use crate::convert::response::TokenUsage;
 use crate::error::ApiError;
-use crate::relay::{CallContext, Outcome, Relay};
-
-/// The session a round uses: id and refreshed expiry.
-#[derive(Debug, Clone)]
-pub struct Live {
-    pub id: String,
-    pub expires_at: String,
-}
+use crate::relay::{CallContext, Outcome, Relay, SseChunk};
 
 /// What an execution step left for the round.
 pub enum Step {
@@ -46,8 +42,13 @@ pub struct Round<'a> {
     pub session: Option<Live>,
     pub content: Vec<Value>,
     pub usage: TokenUsage,
-    pub first_input_tokens: Option<u64>,
+    /// The client-facing message id (known before the commit of a stream).
+    pub message_id: String,
     model_calls: u32,
+    /// Where a streaming round reports its steps; `None` for a JSON response.
+    emit: Option<UnboundedSender<Emit>>,
+    committed: bool,
+    started: Instant,
 }
 
 /// The end of a round: stop reason and stop sequence.
@@ -65,16 +66,6 @@ impl End {
     }
 }
 
-/// `container_` + 32 chars of [a-z2-7] (160 random bits).
-pub fn container_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut rng = rand::rng();
-    let tail: String = (0..32)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect();
-    format!("container_{tail}")
-}
-
 fn add(total: &mut TokenUsage, u: &TokenUsage) {
     total.input_tokens += u.input_tokens;
     total.output_tokens += u.output_tokens;
@@ -89,6 +80,8 @@ impl<'a> Round<'a> {
         call: CallContext,
         tools: PtcTools,
         base: Map<String, Value>,
+        message_id: String,
+        emit: Option<UnboundedSender<Emit>>,
     ) -> Self {
         let key_id = call.key_id.clone().unwrap_or_else(|| "anonymous".into());
         Round {
@@ -102,34 +95,102 @@ impl<'a> Round<'a> {
             session: None,
             content: Vec::new(),
             usage: TokenUsage::default(),
-            first_input_tokens: None,
+            message_id,
             model_calls: 0,
+            emit,
+            committed: false,
+            started: Instant::now(),
         }
     }
 
+    fn send(&self, emit: Emit) {
+        if let Some(tx) = &self.emit {
+            // A closed channel means the client went away; the round is being dropped anyway.
+            let _ = tx.send(emit);
+        }
+    }
+
+    /// The commit point of a streaming round (no-op for JSON or once committed).
+    pub fn commit(&mut self, input_tokens: u64) {
+        if self.committed || self.emit.is_none() {
+            return;
+        }
+        self.committed = true;
+        let container = self
+            .session
+            .as_ref()
+            .or(self.named.as_ref())
+            .map(|live| json!({"id": live.id, "expires_at": live.expires_at}));
+        self.send(Emit::Commit {
+            container,
+            input_tokens,
+        });
+    }
+
+    /// A client-visible block made by the round itself (not streamed from the model).
+    fn produce(&mut self, block: Value) {
+        self.send(Emit::Block(block.clone()));
+        self.content.push(block);
+    }
+
+    /// One model call through the relay (which meters it). Streaming rounds stream it: every
+    /// event goes to the client side as it arrives, and is folded back into the message here.
     async fn model_call(&mut self, messages: &[Value]) -> Result<Value, ApiError> {
         let mut body = self.base.clone();
         body.insert("messages".into(), Value::Array(messages.to_vec()));
-        body.insert("stream".into(), Value::Bool(false));
-        match self
+        body.insert("stream".into(), Value::Bool(self.emit.is_some()));
+        let outcome = self
             .relay
             .messages(self.call.clone(), Value::Object(body))
-            .await?
-        {
+            .await?;
+        self.model_calls += 1;
+        match outcome {
             Outcome::Message { message, usage } => {
-                self.model_calls += 1;
-                self.first_input_tokens.get_or_insert(usage.input_tokens);
                 add(&mut self.usage, &usage);
                 Ok(message)
             }
-            Outcome::Stream(_) => Err(ApiError::api("unexpected stream from an inner model call")),
+            Outcome::Stream(mut events) => {
+                let mut turn = ModelTurn::default();
+                let mut usage = TokenUsage::default();
+                while let Some(chunk) = events.next().await {
+                    match chunk {
+                        SseChunk::Event(bytes) => {
+                            let Some(event) = decode(&bytes) else {
+                                continue;
+                            };
+                            turn.on_event(&event);
+                            // A new request commits on the first upstream model event.
+                            self.commit(turn.input_tokens().unwrap_or(0));
+                            self.send(Emit::Model(event));
+                        }
+                        SseChunk::End(u) => usage = u,
+                    }
+                }
+                self.send(Emit::Usage(usage));
+                add(&mut self.usage, &usage);
+                turn.into_message()
+            }
         }
+    }
+
+    /// `PTC_MAX_MODEL_CALLS` or `PTC_ROUND_BUDGET_S` used up. The budget only ends a round that
+    /// produced something, so a `pause_turn` always makes progress.
+    fn out_of_budget(&self) -> bool {
+        let config = &self.ptc.config;
+        if self.model_calls >= config.max_model_calls {
+            return true;
+        }
+        let over = !self.content.is_empty() && self.started.elapsed() >= config.round_budget;
+        if over {
+            tracing::info!(request_id = %self.call.request_id, budget_s = config.round_budget.as_secs_f64(), "PTC round budget used up; answering pause_turn");
+        }
+        over
     }
 
     /// Model turns until the model stops calling the code tool, code pauses, or the budget ends.
     pub async fn model_loop(&mut self, mut messages: Vec<Value>) -> Result<End, ApiError> {
         loop {
-            if self.model_calls >= self.ptc.config.max_model_calls {
+            if self.out_of_budget() {
                 return Ok(End {
                     stop_reason: "pause_turn".into(),
                     stop_sequence: Value::Null,
@@ -253,7 +314,7 @@ impl<'a> Round<'a> {
                 for call in paused.calls {
                     let input: Value =
                         serde_json::from_str(&call.arguments_json).unwrap_or(json!({}));
-                    self.content.push(json!({
+                    self.produce(json!({
                         "type": "tool_use",
                         "id": call.id,
                         "name": call.tool,
@@ -292,7 +353,7 @@ impl<'a> Round<'a> {
 
     fn finish_block(&mut self, execution_id: &str, content: Value) -> Step {
         let (text, is_error) = report(&content);
-        self.content.push(json!({
+        self.produce(json!({
             "type": "code_execution_tool_result",
             "tool_use_id": execution_id,
             "content": content,
@@ -300,71 +361,10 @@ impl<'a> Round<'a> {
         Step::Finished(text, is_error)
     }
 
-    /// The session code runs in: the named live one, or a new one (created lazily).
-    async fn ensure_session(&mut self) -> Result<String, ApiError> {
-        if let Some(live) = &self.session {
-            return Ok(live.id.clone());
-        }
-        if let Some(named) = self.named.take() {
-            self.session = Some(named.clone());
-            return Ok(named.id);
-        }
-        let id = container_id();
-        let created = self
-            .ptc
-            .sandbox
-            .create_session(CreateSessionRequest {
-                container_id: id.clone(),
-                key_id: self.key_id.clone(),
-                caller_type: self.tools.caller_type.clone(),
-                code_tool_name: self.tools.client_code_name.clone(),
-                limits: None,
-            })
-            .await
-            .map_err(|s| to_api_error(&s))?;
-        let expires_at = created.session.map(|s| s.expires_at).unwrap_or_default();
-        self.session = Some(Live {
-            id: id.clone(),
-            expires_at,
-        });
-        Ok(id)
-    }
-
-    /// A container named by a new request: live and idle is reused; pending calls are a 400;
-    /// unknown, expired or foreign is ignored (a new session is created when code runs).
-    pub async fn check_named(&mut self, container: &str) -> Result<(), ApiError> {
-        let request = GetSessionRequest {
-            container_id: container.to_string(),
-            key_id: self.key_id.clone(),
-        };
-        match self.ptc.sandbox.get_session(request).await {
-            Ok(session) => {
-                let pending: Vec<String> = session
-                    .execution
-                    .iter()
-                    .flat_map(|e| e.pending.iter().map(|c| c.id.clone()))
-                    .collect();
-                if session.state == SessionState::Paused as i32 && !pending.is_empty() {
-                    return Err(ApiError::invalid_request(format!(
-                        "container {container} has pending tool calls: {}",
-                        pending.join(", ")
-                    )));
-                }
-                self.named = Some(Live {
-                    id: container.to_string(),
-                    expires_at: session.expires_at,
-                });
-                Ok(())
-            }
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
-            Err(status) => Err(to_api_error(&status)),
-        }
-    }
-
     /// The client response of this round (section 5.5).
-    pub fn response(&self, end: &End, message_id: String) -> Value {
+    pub fn response(&self, end: &End) -> Value {
         let mut message = json!({
-            "id": message_id,
+            "id": self.message_id,
             "type": "message",
             "role": "assistant",
             "model": self.base.get("model").cloned().unwrap_or(Value::Null),

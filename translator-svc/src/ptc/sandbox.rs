@@ -63,6 +63,8 @@ fn request<T>(message: T, container_id: &str, deadline: Duration) -> Request<T> 
     if let Ok(value) = container_id.parse() {
         request.metadata_mut().insert(CONTAINER_HEADER, value);
     }
+    // ptc-svc logs the call under the gateway request id and continues its trace.
+    crate::telemetry::annotate_call(request.metadata_mut());
     request
 }
 

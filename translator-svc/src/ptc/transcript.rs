@@ -313,6 +313,53 @@ pub fn merge(messages: Vec<Value>) -> Vec<Value> {
     out
 }
 
+/// Sections 1 and 4.3 for a request that is not in PTC mode but whose history carries PTC blocks
+/// (the client turned the feature off mid-conversation): the same model-facing rebuild, every
+/// code call answered from the history or with "execution result unavailable", and the code
+/// tool joins `tools` so the rebuilt `tool_use` blocks stay valid for Bedrock. Pure; a request
+/// without PTC blocks is left untouched.
+pub fn rebuild_inactive(request: &mut Value, code_tool_base: &str) {
+    let Some(obj) = request.as_object_mut() else {
+        return;
+    };
+    let messages = match obj.get("messages") {
+        Some(Value::Array(messages)) if has_ptc_blocks(messages) => messages,
+        _ => return,
+    };
+    let client_tools: Vec<Value> = match obj.get("tools") {
+        Some(Value::Array(tools)) => tools.clone(),
+        _ => Vec::new(),
+    };
+    let code_tool_name = super::tools::unique_name(code_tool_base, &client_tools);
+    let names = Names {
+        client_code_name: None,
+        code_tool_name: &code_tool_name,
+    };
+    let rebuilt = rebuild(messages, &names);
+    let rebuilt = fill_code_results(rebuilt, &code_tool_name, &Default::default());
+    let calls_code = rebuilt
+        .iter()
+        .filter_map(|m| m.get("content")?.as_array())
+        .flatten()
+        .any(|b| {
+            b.get("type").and_then(Value::as_str) == Some("tool_use")
+                && b.get("name").and_then(Value::as_str) == Some(code_tool_name.as_str())
+        });
+    obj.insert("messages".into(), Value::Array(rebuilt));
+    if calls_code {
+        let view = super::tools::PtcTools {
+            client_code_name: String::new(),
+            caller_type: String::new(),
+            code_tool_name,
+            upstream: Vec::new(),
+            callable: Vec::new(),
+        };
+        let mut tools = client_tools;
+        tools.insert(0, super::tools::code_tool_definition(&view));
+        obj.insert("tools".into(), Value::Array(tools));
+    }
+}
+
 #[cfg(test)]
 #[path = "transcript_tests.rs"]
 mod tests;

@@ -70,10 +70,12 @@ pub struct TokenCount {
     pub estimated: bool,
 }
 
+/// Cheap to clone (shared handles): a PTC streaming round owns a clone for its `'static` body.
+#[derive(Clone)]
 pub struct Relay {
     config: Arc<Config>,
     /// Replaced as a whole when operator entries change (see `set_models`).
-    models: RwLock<Arc<ModelTable>>,
+    models: Arc<RwLock<Arc<ModelTable>>>,
     policies: Arc<dyn KeyPolicies>,
     betas: BetaPolicy,
     bedrock: Arc<dyn Bedrock>,
@@ -138,7 +140,7 @@ impl Relay {
         Relay {
             media,
             config,
-            models: RwLock::new(Arc::new(models)),
+            models: Arc::new(RwLock::new(Arc::new(models))),
             betas,
             bedrock,
             permits,
@@ -154,6 +156,11 @@ impl Relay {
             .read()
             .map(|m| Arc::clone(&m))
             .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+    }
+
+    /// Keepalive interval of SSE responses (PTC streams ping on the same clock).
+    pub(crate) fn sse_ping_interval(&self) -> Duration {
+        self.config.sse_ping_interval
     }
 
     /// Swap in a rebuilt table (operator entries edited at run time).
@@ -271,9 +278,14 @@ impl Relay {
         mut request: Value,
     ) -> Result<Outcome, ApiError> {
         if crate::ptc::declares_code_tool(self.ptc.as_deref(), &request) {
-            return crate::ptc::messages(self.ptc.as_deref(), self, call, request).await;
+            return crate::ptc::messages(self.ptc.clone(), self, call, request).await;
         }
-        let plan = self.plan(call, &request).await?;
+        crate::ptc::rebuild_inactive(&mut request, &self.config.ptc.code_tool_name);
+        let plan =
+            tracing::Instrument::instrument(self.plan(call, &request), tracing::info_span!("plan"))
+                .await?;
+        // The request span declared `model`; every later line of the request carries it.
+        tracing::Span::current().record("model", plan.route.requested_model.as_str());
         self.media
             .inline_all(self.config.media_fetch_enabled, &mut request)
             .await?;
@@ -404,7 +416,6 @@ impl Relay {
         let error = e.to_api_error(&plan.route.requested_model);
         // Upstream internals (AWS request id, raw message) go to the log, never to the client.
         tracing::warn!(request_id = %plan.call.request_id, kind = ?e.kind, aws_request_id = ?e.aws_request_id, message = %e.message, "bedrock call failed");
-        metrics::counter!("translator_bedrock_errors_total", "exception" => format!("{:?}", e.kind)).increment(1);
         self.usage.record(plan.usage_record(
             api,
             Default::default(),
@@ -427,14 +438,23 @@ impl Relay {
         F: Fn(&'b dyn Bedrock, C) -> BoxFuture<'b, Result<T, BedrockError>>,
     {
         let bedrock = self.bedrock.as_ref();
-        match op(bedrock, call.clone()).await {
-            Err(e) if plan.tier.is_some() && e.is_service_tier_rejection() => {
-                tracing::warn!(request_id = %plan.call.request_id, tier = ?plan.tier, model = %plan.route.resolved_id, "model rejected the service tier; retrying on default");
-                metrics::counter!("translator_service_tier_fallback_total").increment(1);
-                op(bedrock, strip_tier(call)).await
+        // Until Bedrock answers (for a stream: its first response); the stream has its own span.
+        let span = tracing::info_span!(
+            "bedrock",
+            model_id = %plan.route.resolved_id,
+            otel.kind = "client",
+        );
+        let call = async move {
+            match op(bedrock, call.clone()).await {
+                Err(e) if plan.tier.is_some() && e.is_service_tier_rejection() => {
+                    tracing::warn!(request_id = %plan.call.request_id, tier = ?plan.tier, model = %plan.route.resolved_id, "model rejected the service tier; retrying on default");
+                    metrics::counter!("translator_service_tier_fallback_total").increment(1);
+                    op(bedrock, strip_tier(call)).await
+                }
+                other => other,
             }
-            other => other,
-        }
+        };
+        tracing::Instrument::instrument(call, span).await
     }
 
     pub async fn count_tokens(
@@ -443,6 +463,7 @@ impl Relay {
         mut request: Value,
     ) -> Result<TokenCount, ApiError> {
         let plan = self.plan(call, &request).await?;
+        crate::ptc::rebuild_inactive(&mut request, &self.config.ptc.code_tool_name);
         self.media
             .inline_all(self.config.media_fetch_enabled, &mut request)
             .await?;

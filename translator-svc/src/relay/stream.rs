@@ -179,10 +179,28 @@ pub(super) async fn start(
         for event in machine.finish(end) {
             yield SseChunk::Event(event.encode());
         }
-        yield SseChunk::End(meter.usage);
+        // Before the last yield: the body ends at the trailers, and hyper never polls this
+        // stream again, so code after that yield does not run.
         meter.outcome = Some(outcome);
+        yield SseChunk::End(meter.usage);
         drop(meter);
     };
     tracing::debug!(model = %requested_model, "stream committed");
-    Ok(Outcome::Stream(Box::pin(body) as super::SseBody))
+    let span = tracing::info_span!("stream");
+    Ok(Outcome::Stream(
+        Box::pin(in_span(span, body)) as super::SseBody
+    ))
+}
+
+/// The stream polled inside `span` (a child of the request's): its lines and the usage record
+/// written when it ends belong to the request, and the span lasts as long as the stream.
+fn in_span<S: futures::Stream + Send + 'static>(
+    span: tracing::Span,
+    stream: S,
+) -> impl futures::Stream<Item = S::Item> + Send + 'static {
+    let mut stream = Box::pin(stream);
+    futures::stream::poll_fn(move |cx| {
+        let _entered = span.enter();
+        stream.as_mut().poll_next(cx)
+    })
 }

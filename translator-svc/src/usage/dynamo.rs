@@ -158,10 +158,16 @@ async fn run(writer: Arc<Writer>, mut rx: mpsc::Receiver<Msg>) {
                     break;
                 };
                 let writer = writer.clone();
-                in_flight.spawn(async move {
-                    writer.write_with_retry(*pending).await;
-                    drop(permit);
-                });
+                // The write outlives the request's task; its lines still name the request.
+                let span =
+                    tracing::info_span!("usage_write", request_id = %pending.record.request_id);
+                in_flight.spawn(tracing::Instrument::instrument(
+                    async move {
+                        writer.write_with_retry(*pending).await;
+                        drop(permit);
+                    },
+                    span,
+                ));
             }
             Msg::Flush(done) => {
                 while in_flight.join_next().await.is_some() {}

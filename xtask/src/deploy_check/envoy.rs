@@ -48,58 +48,30 @@ impl Flavour {
 }
 
 /// The rendered config of `flavour`, with the wasm at `wasm_path`.
-pub fn render(root: &Path, flavour: Flavour, wasm_path: &str) -> Result<String> {
+pub fn render(flavour: Flavour, wasm_path: &str) -> Result<String> {
     let (translator, ratelimit) = flavour.hosts();
     let mut vars = EnvoyVars::container(translator, ratelimit, "checked-then-replaced");
     vars.wasm_path = wasm_path.to_owned();
-    let vars = vars.with_rate_limiting().map_err(anyhow::Error::msg)?;
+    let mut vars = vars.with_rate_limiting().map_err(anyhow::Error::msg)?;
+    if flavour == Flavour::Kubernetes {
+        // translator-svc reaches ptc-svc through this router (PTC_ENDPOINT=http://envoy-ptc:50053);
+        // the headless Service `ptc-svc` resolves to every ptc-svc pod.
+        vars = vars
+            .with_ptc_router("0.0.0.0", 50053, &[("ptc-svc", 50053)])
+            .map_err(anyhow::Error::msg)?;
+    }
     let mut map: BTreeMap<&str, String> = vars.to_map().map_err(anyhow::Error::msg)?;
     map.insert("INTERNAL_SECRET", SECRET_FROM_ENV.to_owned());
-    let mut config = envoy_render::render(TEMPLATE, &map).map_err(anyhow::Error::msg)?;
-    if flavour == Flavour::Kubernetes {
-        config = add_ptc_router(&config, &read(root, "k8s/base/envoy/ptc-router.yaml")?)?;
-    }
+    let config = envoy_render::render(TEMPLATE, &map).map_err(anyhow::Error::msg)?;
     Ok(format!(
         "# GENERATED from envoy/envoy.yaml.tmpl (+ envoy/ratelimit.fragment.yaml{}) by\n\
          # `BLESS=1 cargo xtask deploy-check`. Do not edit: change the sources and re-render.\n{config}",
         if flavour == Flavour::Kubernetes {
-            ", k8s/base/envoy/ptc-router.yaml"
+            ", envoy/ptc-router.fragment.yaml"
         } else {
             ""
         }
     ))
-}
-
-fn read(root: &Path, relative: &str) -> Result<String> {
-    std::fs::read_to_string(root.join(relative)).with_context(|| format!("reading {relative}"))
-}
-
-/// Splices the ptc-svc router (a listener and a consistent-hashing cluster, both from
-/// k8s/base/envoy/ptc-router.yaml) into the rendered gateway config. The template has no slot
-/// for them yet; this inserts list items right after `  listeners:` and `  clusters:`, and fails
-/// loudly if the template stops having exactly one of each.
-pub fn add_ptc_router(config: &str, router: &str) -> Result<String> {
-    let mut out = config.to_owned();
-    for key in ["listeners:", "clusters:"] {
-        let items =
-            envoy_render::fragment_section(router, key, false).map_err(anyhow::Error::msg)?;
-        let anchor = format!("\n  {key}\n");
-        if out.matches(&anchor).count() != 1 {
-            bail!("the rendered config must have exactly one `  {key}` line to extend");
-        }
-        let indented: String = items
-            .lines()
-            .map(|line| {
-                if line.is_empty() {
-                    "\n".to_owned()
-                } else {
-                    format!("  {line}\n")
-                }
-            })
-            .collect();
-        out = out.replacen(&anchor, &format!("{anchor}{indented}"), 1);
-    }
-    Ok(out)
 }
 
 /// `envoy --mode validate` on one file: loads every listener, cluster and filter, including the
@@ -122,7 +94,7 @@ pub fn check(root: &Path, tools: &Tools, scratch: &Path) -> Result<Vec<PathBuf>>
     let mut checked = Vec::new();
     for flavour in Flavour::ALL {
         let path = root.join(flavour.committed());
-        let wanted = render(root, flavour, IMAGE_WASM_PATH)?;
+        let wanted = render(flavour, IMAGE_WASM_PATH)?;
         if bless {
             std::fs::write(&path, &wanted)
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -132,7 +104,7 @@ pub fn check(root: &Path, tools: &Tools, scratch: &Path) -> Result<Vec<PathBuf>>
                 flavour.committed()
             );
         }
-        let local = render(root, flavour, &wasm.display().to_string())?;
+        let local = render(flavour, &wasm.display().to_string())?;
         let file = scratch.join(format!("envoy-{flavour:?}.yaml").to_lowercase());
         std::fs::write(&file, local)?;
         validate(tools, &file)?;

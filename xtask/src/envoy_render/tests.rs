@@ -236,3 +236,78 @@ fn envoy_validates_the_rendered_configs() {
         "a plugin configuration the filter refuses must fail validation"
     );
 }
+
+#[test]
+fn ptc_router_and_more_translators_fill_their_slots() {
+    let plain = render_envoy(&EnvoyVars::local(Path::new("/w.wasm"), "s")).unwrap();
+    assert!(!plain.contains("ptc_router"));
+    let vars = EnvoyVars::local(Path::new("/w.wasm"), "s")
+        .with_more_translators(&[("127.0.0.1", 50061)])
+        .unwrap()
+        .with_ptc_router(
+            "127.0.0.1",
+            50070,
+            &[("127.0.0.1", 50071), ("127.0.0.1", 50072)],
+        )
+        .unwrap();
+    let out = render_envoy(&vars).unwrap();
+    assert!(!out.contains("{{"), "{out}");
+    for needle in [
+        "- name: ptc_router",
+        "socket_address: { address: 127.0.0.1, port_value: 50070 }",
+        "lb_policy: RING_HASH",
+        "- header: { header_name: x-gw-container-id }",
+        // Endpoints sit at the indentation of the list they extend.
+        "        - endpoint:\n            address:\n              socket_address: { address: 127.0.0.1, port_value: 50061 }",
+        "        - endpoint:\n            address:\n              socket_address: { address: 127.0.0.1, port_value: 50072 }",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in\n{out}");
+    }
+    assert!(
+        EnvoyVars::local(Path::new("/w.wasm"), "s")
+            .with_ptc_router("127.0.0.1", 1, &[])
+            .is_err()
+    );
+    assert!(
+        EnvoyVars::local(Path::new("/w.wasm"), "s")
+            .with_ptc_router("127.0.0.1", 1, &[("a b", 1)])
+            .is_err()
+    );
+}
+
+#[test]
+fn tracing_is_rendered_only_with_a_collector_and_envoy_accepts_it() {
+    let local = EnvoyVars::local(&gate_wasm(), "s");
+    let plain = render_envoy(&local).unwrap();
+    assert!(!plain.contains("envoy.tracers") && !plain.contains("otel_collector"));
+    let traced = local
+        .clone()
+        .with_tracing("http://otel-collector:4318/", "gateway-envoy")
+        .unwrap();
+    let out = render_envoy(&traced).unwrap();
+    assert!(!out.contains("{{"), "{out}");
+    for needle in [
+        "          tracing:\n            provider:\n              name: envoy.tracers.opentelemetry",
+        "service_name: gateway-envoy",
+        "uri: \"http://otel-collector:4318/v1/traces\"",
+        "  - name: otel_collector",
+        "socket_address: { address: otel-collector, port_value: 4318 }",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in\n{out}");
+    }
+    for bad in [
+        "otel-collector:4318",
+        "https://c:4318",
+        "http://c",
+        "http://c:4318/x",
+    ] {
+        assert!(local.clone().with_tracing(bad, "e").is_err(), "{bad}");
+    }
+    if let Some(envoy) = envoy_bin() {
+        let traced = local
+            .with_tracing("http://127.0.0.1:4318", "gateway-envoy")
+            .unwrap();
+        let (ok, text) = validate(&envoy, &render_envoy(&traced).unwrap());
+        assert!(ok, "traced config rejected by envoy:\n{text}");
+    }
+}
