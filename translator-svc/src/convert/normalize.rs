@@ -64,7 +64,6 @@ pub(crate) fn normalize(
         _ => Vec::new(),
     };
 
-    rebuild_ptc_transcript(&mut messages)?;
     blocks::remove_unrunnable_server_blocks(&mut messages, target == Target::Invoke);
     blocks::strip_caller(&mut messages);
     if !opts.route.capabilities().system_role_messages {
@@ -92,14 +91,6 @@ pub(crate) fn normalize(
         .collect();
     let betas = opts.policy.apply(&client, opts.route);
     Ok(Normalized { body, betas })
-}
-
-/// Hook for Programmatic Tool Calling (`ptc.md` section 4.3): rebuilds the model-facing
-/// conversation from PTC blocks (`server_tool_use` of the code tool, sandbox-called `tool_use`,
-/// `code_execution_tool_result`). Not implemented yet: until then those blocks are handled as
-/// server-tool history (removed) and `caller` is stripped.
-fn rebuild_ptc_transcript(_messages: &mut Vec<Value>) -> Result<(), ApiError> {
-    Ok(())
 }
 
 /// A body-level `anthropic_beta` list joins the header values (and goes through the policy).
