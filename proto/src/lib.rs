@@ -1,5 +1,6 @@
-//! Generated types for the gateway's own gRPC contracts (one module per proto package).
-//! No hand-written logic lives here.
+//! Generated types for the gateway's own gRPC contracts (one module per proto package). No
+//! hand-written logic lives here, except `telemetry` (feature `telemetry`, services only): the
+//! log line and trace-context contract every service follows; its module doc says why it is here.
 //!
 //! Feature `grpc` (default) adds the tonic client and server code. The wasm filter depends on
 //! this crate with `default-features = false`: it gets the very same prost message types (so the
@@ -29,6 +30,9 @@ pub mod ptc {
         include_package!("gateway.ptc.v1");
     }
 }
+
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 /// Encoded `FileDescriptorSet` of every proto in this crate (for gRPC reflection).
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -4,11 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
+/// `LOG_FORMAT`: one type for every service (the shared telemetry set-up takes it as is).
+pub use gateway_proto::telemetry::LogFormat;
 
 /// `PTC_PULL_POLICY`: the image is never pulled on the request path; `if_missing` pulls at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

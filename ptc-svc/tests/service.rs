@@ -89,6 +89,7 @@ async fn replicas_forward_calls_to_the_owner() {
             tool_use_ids: vec![pending[0].id.clone()],
             response: b"{}".to_vec(),
             content_type: "application/json".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -166,4 +167,100 @@ async fn an_unreachable_engine_is_unavailable_not_fatal() {
     assert!(!me.error.is_empty());
     assert_eq!(health.timeouts.unwrap().execution_s, 60);
     server.running.shutdown().await.unwrap();
+}
+
+/// A round owner's lease over gRPC, called through the replica that does not own the session
+/// (forwarded): renewals keep the round in progress past its lease; once they stop, a waiting
+/// GetRound answers `resumable` within about one lease and a repeated delivery claims the round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_lease_is_renewed_and_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener_a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener_b = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr_a, addr_b) = (
+        listener_a.local_addr().unwrap(),
+        listener_b.local_addr().unwrap(),
+    );
+    let sandbox = || Arc::new(FakeSandbox::local_python(dir.path().to_path_buf()));
+    let mut a = start_with(
+        listener_a,
+        config(&[("PTC_PEERS", &addr_b.to_string())]),
+        sandbox(),
+    )
+    .await;
+    let mut b = start_with(
+        listener_b,
+        config(&[("PTC_PEERS", &addr_a.to_string())]),
+        sandbox(),
+    )
+    .await;
+    let id = new_container_id();
+    create(&mut b.client, &id).await;
+    let outcome = execute(&mut a.client, &id, "srvtoolu_2", "print(await t())", &["t"]).await;
+    let call = calls(&outcome)[0].id.clone();
+    let delivery = pb::DeliverResultsRequest {
+        container_id: id.clone(),
+        key_id: KEY.into(),
+        execution_id: "srvtoolu_2".into(),
+        results: vec![pb::ToolResult {
+            id: call.clone(),
+            is_error: false,
+            content: "z".into(),
+        }],
+        round_owner: "req_a:1".into(),
+        round_lease_ms: 400,
+    };
+    let first = a
+        .client
+        .deliver_results(delivery.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.round_claimed && !first.replayed);
+    let renew = |owner: &str| pb::RenewRoundRequest {
+        container_id: id.clone(),
+        key_id: KEY.into(),
+        tool_use_ids: vec![call.clone()],
+        round_owner: owner.into(),
+        lease_ms: 400,
+    };
+    let get_round = |wait_ms: u32| pb::GetRoundRequest {
+        container_id: id.clone(),
+        key_id: KEY.into(),
+        tool_use_ids: vec![call.clone()],
+        wait_ms,
+    };
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let renewed = a.client.renew_round(renew("req_a:1")).await.unwrap();
+        assert!(renewed.into_inner().held);
+    }
+    let other = a.client.renew_round(renew("req_b:2")).await.unwrap();
+    assert!(!other.into_inner().held, "only the owner renews");
+    let round = a.client.get_round(get_round(0)).await.unwrap().into_inner();
+    assert!(round.in_progress && !round.resumable, "{round:?}");
+
+    // The owner stops renewing (it died): a retry waiting up to 10 s learns within the lease.
+    let started = std::time::Instant::now();
+    let round = a
+        .client
+        .get_round(get_round(10_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(round.resumable && !round.in_progress, "{round:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let taken = a
+        .client
+        .deliver_results(pb::DeliverResultsRequest {
+            round_owner: "req_b:2".into(),
+            ..delivery
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(taken.replayed && taken.round_claimed);
+    assert_eq!(finished(&taken).stdout, "z\n");
+    a.running.shutdown().await.unwrap();
+    b.running.shutdown().await.unwrap();
 }

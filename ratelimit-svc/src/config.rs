@@ -7,11 +7,8 @@ use std::time::Duration;
 
 use crate::check::FailureMode;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
+/// `LOG_FORMAT`: one type for every service (the shared telemetry set-up takes it as is).
+pub use gateway_proto::telemetry::LogFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {

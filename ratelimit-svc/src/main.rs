@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
     // may not exist yet, so the reason is written plainly.
     let started = Config::from_env()
         .map_err(anyhow::Error::from)
-        .and_then(|config| Ok((telemetry::OtelConfig::from_env()?, config)))
+        .and_then(|config| Ok((telemetry::otel_from_env()?, config)))
         .and_then(|(otel, config)| Ok((telemetry::init(&config, otel.as_ref())?, config)));
     let (telemetry, config) = match started {
         Ok(started) => started,

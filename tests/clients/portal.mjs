@@ -184,6 +184,8 @@ try {
   await go('models');
   const builtins = await page.locator('[data-testid="builtin-models"] tbody tr').count();
   expect(builtins >= 5, `built-in defaults listed (${builtins})`);
+  // The undated names clients send too are shown beside their canonical model.
+  const sonnetAliases = await page.locator('[data-testid="builtin-models"] tr[data-model="claude-sonnet-4-5-20250929"] [data-testid="aliases"]').textContent();
   const mapping = page.locator('[data-testid="model-form"]');
   await mapping.locator('[name="key"]').fill('e2e-alias');
   await mapping.locator('[name="bedrock_id"]').fill('us.anthropic.claude-sonnet-4-5-20250929-v1:0');
@@ -198,7 +200,7 @@ try {
   const errorText = await message().textContent();
   expect(await page.locator('[data-testid="model-form"]').isVisible(), 'the page stays usable after an error');
   await shot('08-api-error');
-  await step('pages_checked', { budget_state: budgetState, builtin_models: builtins, error_message: errorText });
+  await step('pages_checked', { budget_state: budgetState, builtin_models: builtins, sonnet_aliases: sonnetAliases, error_message: errorText });
 
   // 9. Disable the key.
   await go('keys');

@@ -13,11 +13,8 @@ pub enum ClaudeApi {
     Converse,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
+/// `LOG_FORMAT`: one type for every service (the shared telemetry set-up takes it as is).
+pub use gateway_proto::telemetry::LogFormat;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -76,6 +73,8 @@ pub struct Config {
     pub keys: crate::keys::KeysConfig,
     /// Programmatic Tool Calling (`PTC_ENDPOINT`, `PTC_*`).
     pub ptc: crate::ptc::PtcConfig,
+    /// `RATELIMIT_ENDPOINT`, `RATELIMIT_DOMAIN`: where disconnected streams' tokens are charged.
+    pub ratelimit: crate::ratelimit::ChargeConfig,
 }
 
 /// A source of settings by name: the environment, or a map in tests.
@@ -320,6 +319,7 @@ impl Config {
             telemetry: crate::telemetry::TelemetryConfig::from_source(src)?,
             keys: crate::keys::KeysConfig::from_source(src)?,
             ptc: crate::ptc::PtcConfig::from_source(src)?,
+            ratelimit: crate::ratelimit::ChargeConfig::from_source(src)?,
         })
     }
 }

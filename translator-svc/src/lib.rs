@@ -18,6 +18,7 @@ pub mod media;
 pub mod models;
 pub mod pricing;
 pub mod ptc;
+pub mod ratelimit;
 pub mod relay;
 pub mod telemetry;
 pub mod usage;

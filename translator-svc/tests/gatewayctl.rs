@@ -70,9 +70,11 @@ fn record(key_id: &str, request_id: &str) -> UsageRecord {
             cache_read_input_tokens: 0,
             cache_creation_input_tokens: 0,
         },
+        cache_write_1h_tokens: 0,
         latency: Duration::from_millis(50),
         time_to_first_token: None,
         outcome: Outcome::Ok,
+        ptc: None,
     }
 }
 
@@ -198,6 +200,116 @@ async fn gatewayctl_drives_the_admin_api() {
         gone.stderr.contains("404") && gone.stderr.contains("not_found_error"),
         "{}",
         gone.stderr
+    );
+}
+
+async fn key_with_budget(url: &str, name: &str, budget: &str) -> String {
+    let created = ok_json(url, &["keys", "create", "--name", name, "--budget", budget]).await;
+    created["key"]["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn gatewayctl_lists_and_sets_budgets() {
+    let (wired, url) = serve().await;
+    // Each record costs 2_250_000 nano-USD (flex: half of 1000 x $3 + 100 x $15 per MTok).
+    let over = key_with_budget(&url, "over", "0.002").await;
+    let near = key_with_budget(&url, "near", "0.0025").await;
+    let fine = key_with_budget(&url, "fine", "50").await;
+    let unbudgeted = ok_json(&url, &["keys", "create", "--name", "unbudgeted"]).await;
+    wired.usage_sink.record(record(&over, "req_over"));
+    wired.usage_sink.record(record(&near, "req_near"));
+    wired.usage_sink.record(record(&fine, "req_fine"));
+    wired.usage_sink.flush().await;
+
+    let table = ok(&url, &["budgets"]).await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("budgets ") && lines[0].contains("near from 80%"),
+        "{table}"
+    );
+    assert!(lines[1].starts_with("ID"), "{table}");
+    // Over first, then near; a key well within its budget is left out without --all.
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(
+        lines[2].starts_with(&over) && lines[2].contains("over") && lines[2].contains("112.5%"),
+        "{table}"
+    );
+    assert!(
+        lines[3].starts_with(&near) && lines[3].contains("near") && lines[3].contains("90.0%"),
+        "{table}"
+    );
+    assert!(!table.contains(&fine), "{table}");
+
+    let all = ok_json(&url, &["budgets", "--all"]).await;
+    let states: Vec<(&str, &str)> = all["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|row| {
+            (
+                row["key_id"].as_str().unwrap(),
+                row["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (over.as_str(), "over"),
+            (near.as_str(), "near"),
+            (fine.as_str(), "ok")
+        ],
+        "keys without a budget are not listed"
+    );
+    assert!(
+        !all.to_string()
+            .contains(unbudgeted["key"]["id"].as_str().unwrap())
+    );
+    let everything = ok(&url, &["budgets", "--all"]).await;
+    assert!(everything.contains(&fine), "{everything}");
+    // A stricter threshold moves the 90 % key back to ok.
+    let strict = ok(&url, &["budgets", "--near", "0.95"]).await;
+    assert!(
+        strict.contains(&over) && !strict.contains(&near),
+        "{strict}"
+    );
+
+    let set = ok(&url, &["budgets", "set", &over, "10"]).await;
+    assert!(set.contains("monthly budget 10.00 USD"), "{set}");
+    let cleared = ok_json(&url, &["budgets", "clear", &near]).await;
+    assert_eq!(cleared["key"]["monthly_budget_usd"], Value::Null);
+    let table = ok(&url, &["budgets"]).await;
+    assert!(
+        table.contains("no key is near or over its budget"),
+        "{table}"
+    );
+    let all = ok_json(&url, &["budgets"]).await;
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(2), "{all}");
+    assert_eq!(
+        (&all["data"][0]["key_id"], &all["data"][0]["budget_usd"]),
+        (&Value::from(over.as_str()), &Value::from(10.0)),
+        "{all}"
+    );
+
+    let bad = gatewayctl(&url, MASTER, &["budgets", "--near", "2"]).await;
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("invalid_request_error: near"),
+        "{}",
+        bad.stderr
+    );
+    let negative = gatewayctl(&url, MASTER, &["budgets", "set", &fine, "-5"]).await;
+    assert_eq!(negative.code, 1);
+    assert!(
+        negative.stderr.contains("monthly_budget_usd"),
+        "{}",
+        negative.stderr
+    );
+    let unknown = gatewayctl(&url, MASTER, &["budgets", "set", "key_nope", "5"]).await;
+    assert!(
+        unknown.code == 1 && unknown.stderr.contains("not_found_error"),
+        "{}",
+        unknown.stderr
     );
 }
 

@@ -178,6 +178,36 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// A streaming request over HTTP/2, read to its end: the SSE text and the trailers (where
+    /// the tokens to charge travel, `x-gw-usage-tokens`).
+    async fn stream_with_trailers(&self, body: &Value) -> (String, http::HeaderMap) {
+        use http_body_util::{BodyExt, Full};
+        let tcp = tokio::net::TcpStream::connect(self.service.addr)
+            .await
+            .unwrap();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::post(format!("{}/v1/messages", self.service.url()))
+            .header("x-gw-internal-secret", SECRET)
+            .header("anthropic-beta", BETA)
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body.to_string())))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap();
+        let text = String::from_utf8(collected.to_bytes().to_vec()).unwrap();
+        (text, trailers)
+    }
+}
+
 /// One SSE event as the client received it, with its arrival time.
 #[derive(Debug, Clone)]
 struct Received {
@@ -1025,4 +1055,249 @@ async fn sandbox_lost_mid_round_is_an_error_event() {
     assert!(last.contains(r#""type":"overloaded_error""#), "{text}");
     assert!(!text.contains("message_stop"), "{text}");
     assert!(!text.contains("code_execution_tool_result"), "{text}");
+}
+
+/// The code appends every value it receives to a file in the session, so a later task can show
+/// how many times the results reached it.
+const SEEN_CODE: &str = "v = await get_item(item_id='a')\nopen('/workspace/seen.txt', 'a').write(v + '\\n')\nimport time\ntime.sleep(1.5)\nprint('got', v)";
+
+/// Round 1 (JSON): the code pauses on one call. Returns the messages answering it and the
+/// container.
+async fn paused_on_one_call(h: &Harness, code_id: &str) -> (Vec<Value>, Value) {
+    h.fake.enqueue(code_turn(code_id, SEEN_CODE));
+    let mut messages = vec![json!({"role": "user", "content": "Read a."})];
+    let mut request = streaming_request(&messages, None);
+    request["stream"] = json!(false);
+    let (status, b) = h.round(&request).await;
+    assert_eq!(status, 200, "{b}");
+    let call = sandbox_calls(&b)[0].clone();
+    messages.push(json!({"role": "assistant", "content": b["content"]}));
+    messages.push(json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": call["id"], "content": "A"}]}));
+    (messages, b["container"]["id"].clone())
+}
+
+/// What a new task in the container reads back from `seen.txt`.
+async fn seen_by_the_code(h: &Harness, container: &Value) -> String {
+    h.fake.enqueue(code_turn(
+        "toolu_bdrk_09Read",
+        "print(open('/workspace/seen.txt').read(), end='')",
+    ));
+    h.fake.enqueue(final_turn("Read."));
+    let request = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "tools": tools(),
+        "container": container, "messages": [{"role": "user", "content": "Show seen."}]});
+    let (status, r) = h.round(&request).await;
+    assert_eq!(status, 200, "{r}");
+    r["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "code_execution_tool_result")
+        .map(|b| b["content"]["stdout"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no code result in {r}"))
+}
+
+/// Sections 5.6 and 10: the client drops a streaming continuation while the code runs. The round
+/// still finishes (code, then the model) and is stored; the identical retry, streaming or not,
+/// gets that response; the results reached the code once and the model was called once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_streaming_continuation_is_finished_and_replayed() {
+    let Some(h) = start().await else { return };
+    let (messages, container) = paused_on_one_call(&h, "toolu_bdrk_01Seen").await;
+    h.fake.enqueue(final_turn("It was A."));
+    let model_calls = h.fake.requests().len();
+    let body = streaming_request(&messages, Some(&container));
+    let response = h
+        .http
+        .post(format!("{}/v1/messages", h.service.url()))
+        .header("x-gw-internal-secret", SECRET)
+        .header("anthropic-beta", BETA)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut chunks = response.bytes_stream();
+    let first = chunks.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("message_start"));
+    // Committed right after validation: the results are delivered, the code sleeps. Leave.
+    drop(chunks);
+
+    let (status, events) = h.stream(&body).await;
+    assert_eq!(status, 200);
+    let text = sse_text(&events);
+    let replayed = fold_sse(&text);
+    assert_eq!(replayed["stop_reason"], "end_turn", "{text}");
+    let kinds: Vec<&str> = replayed["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["code_execution_tool_result", "text"], "{text}");
+    assert_eq!(replayed["content"][0]["content"]["stdout"], "got A\n");
+    assert_eq!(replayed["content"][1]["text"], "It was A.");
+    assert_eq!(replayed["container"]["id"], container);
+    assert!(replayed["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(
+        h.fake.requests().len(),
+        model_calls + 1,
+        "the dropped round called the model once; the retry replayed it"
+    );
+
+    // A JSON retry gets the same stored response, id included; a replay charges no tokens
+    // (ptc.md 16: the round was charged when it was served), header and trailer both 0.
+    let mut json_body = body.clone();
+    json_body["stream"] = json!(false);
+    let response = h
+        .http
+        .post(format!("{}/v1/messages", h.service.url()))
+        .header("x-gw-internal-secret", SECRET)
+        .header("anthropic-beta", BETA)
+        .json(&json_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-gw-usage-tokens"], "0");
+    let again: Value = response.json().await.unwrap();
+    assert_eq!(again["id"], replayed["id"]);
+    assert_eq!(again["content"], replayed["content"]);
+    assert_eq!(again["usage"], replayed["usage"]);
+    let (text, trailers) = h.stream_with_trailers(&body).await;
+    assert_eq!(fold_sse(&text)["content"], replayed["content"]);
+    assert_eq!(trailers["x-gw-usage-tokens"], "0", "{text}");
+    assert_eq!(seen_by_the_code(&h, &container).await, "A\n");
+}
+
+/// Section 5.6: the model call after the code fails, so the round has no response to store.
+/// The identical retry takes the round over from the delivery's outcome: the code is not run
+/// again, the model is called again, and the retry gets a complete response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_continuation_is_finished_by_its_retry() {
+    let Some(h) = start().await else { return };
+    let (messages, container) = paused_on_one_call(&h, "toolu_bdrk_01Fail").await;
+    h.fake.enqueue(Scenario {
+        on_tool_result: true,
+        ..Scenario::error("ValidationException", "the model refused")
+    });
+    let mut body = streaming_request(&messages, Some(&container));
+    body["stream"] = json!(false);
+    let (status, failed) = h.round(&body).await;
+    assert_eq!(status, 400, "{failed}");
+
+    h.fake.enqueue(final_turn("Now it was A."));
+    let (status, d) = h.round(&body).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["stop_reason"], "end_turn", "{d}");
+    assert_eq!(d["content"][0]["type"], "code_execution_tool_result", "{d}");
+    assert_eq!(d["content"][0]["content"]["stdout"], "got A\n", "{d}");
+    assert_eq!(d["content"][1]["text"], "Now it was A.");
+    // Stored now: a third attempt replays it instead of calling the model again.
+    let calls = h.fake.requests().len();
+    let (status, again) = h.round(&body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, d);
+    assert_eq!(h.fake.requests().len(), calls);
+    assert_eq!(seen_by_the_code(&h, &container).await, "A\n");
+}
+
+/// Section 5.6: a JSON client that times out while the code runs and retries gets the round the
+/// first request finished (it waits for it); the results reached the code once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_json_continuation_is_answered_on_retry() {
+    let Some(h) = start().await else { return };
+    let (messages, container) = paused_on_one_call(&h, "toolu_bdrk_01Slow").await;
+    h.fake.enqueue(final_turn("Slowly, A."));
+    let mut body = streaming_request(&messages, Some(&container));
+    body["stream"] = json!(false);
+    let timed_out = h
+        .http
+        .post(format!("{}/v1/messages", h.service.url()))
+        .header("x-gw-internal-secret", SECRET)
+        .header("anthropic-beta", BETA)
+        .timeout(Duration::from_millis(300))
+        .json(&body)
+        .send()
+        .await;
+    assert!(timed_out.is_err(), "the first attempt times out");
+    let started = Instant::now();
+    let (status, d) = h.round(&body).await;
+    assert_eq!(status, 200, "{d}");
+    assert!(
+        started.elapsed() > Duration::from_millis(500),
+        "the retry waited for the round still running"
+    );
+    assert_eq!(d["content"][0]["content"]["stdout"], "got A\n", "{d}");
+    assert_eq!(d["content"][1]["text"], "Slowly, A.", "{d}");
+    assert_eq!(seen_by_the_code(&h, &container).await, "A\n");
+}
+
+/// Section 5.6 with a lease: the translator that delivered the results dies mid-round (here the
+/// test delivers them itself with a 1 s lease and then neither renews nor stores anything). The
+/// client's identical retry does not wait out the round (up to 590 s) nor get "busy": once the
+/// lease runs out it takes the round over from the delivery's outcome and finishes it; the
+/// results reached the code once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_whose_translator_died_is_taken_over_by_the_retry() {
+    use gateway_proto::ptc::v1::ptc_client::PtcClient;
+    use gateway_proto::ptc::v1::{DeliverResultsRequest, GetSessionRequest, ToolResult};
+    let Some(h) = start().await else { return };
+    let (messages, container) = paused_on_one_call(&h, "toolu_bdrk_01Dead").await;
+    let container_id = container.as_str().unwrap().to_string();
+    let mut ptc = PtcClient::connect(h.ptc.endpoint.clone()).await.unwrap();
+    let session = ptc
+        .get_session(GetSessionRequest {
+            container_id: container_id.clone(),
+            key_id: "anonymous".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let execution = session.execution.unwrap();
+    let pending = execution.pending[0].id.clone();
+    let dead_owner = tokio::spawn(async move {
+        ptc.deliver_results(DeliverResultsRequest {
+            container_id,
+            key_id: "anonymous".into(),
+            execution_id: execution.execution_id,
+            results: vec![ToolResult {
+                id: pending,
+                is_error: false,
+                content: "A".into(),
+            }],
+            round_owner: "crashed-translator:1".into(),
+            round_lease_ms: 0,
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    h.fake.enqueue(final_turn("Taken over: A."));
+    let mut body = streaming_request(&messages, Some(&container));
+    body["stream"] = json!(false);
+    let started = Instant::now();
+    let response = h
+        .http
+        .post(format!("{}/v1/messages", h.service.url()))
+        .header("x-gw-internal-secret", SECRET)
+        .header("anthropic-beta", BETA)
+        .timeout(Duration::from_secs(30))
+        .json(&body)
+        .send()
+        .await
+        .expect("the retry is answered within the lease, not after the whole round");
+    assert_eq!(response.status(), 200);
+    let d: Value = response.json().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(d["stop_reason"], "end_turn", "{d}");
+    assert_eq!(d["content"][0]["content"]["stdout"], "got A\n", "{d}");
+    assert_eq!(d["content"][1]["text"], "Taken over: A.", "{d}");
+    let delivered = dead_owner.await.unwrap().unwrap().into_inner();
+    assert!(delivered.round_claimed && !delivered.replayed);
+    assert_eq!(seen_by_the_code(&h, &container).await, "A\n");
 }

@@ -502,6 +502,7 @@ async fn responses_report_tokens_for_the_rate_limiter() {
             output_tokens: Some(20),
             cache_read_input_tokens: Some(1000),
             cache_creation_input_tokens: Some(5),
+            ..Default::default()
         }),
         ..Scenario::text("counted")
     });
@@ -520,6 +521,7 @@ async fn responses_report_tokens_for_the_rate_limiter() {
             output_tokens: Some(3),
             cache_read_input_tokens: Some(0),
             cache_creation_input_tokens: Some(0),
+            ..Default::default()
         }),
         ..Scenario::text("streamed")
     });

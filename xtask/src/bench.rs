@@ -1,25 +1,39 @@
 //! `cargo xtask bench`: what the gateway adds. The same Claude call is timed directly against
 //! the fake Bedrock, through a plain Envoy passthrough, and through the whole chain (Envoy + gate
-//! filter + translator-svc), non-streaming and streaming (time to first byte), at concurrency 1
-//! and 32; then a table with p50/p99, requests/s and the memory of every process. Asserts nothing.
+//! filter + global rate limit on ratelimit-svc and Redis + translator-svc, with a real key that
+//! has limits and a budget), non-streaming and streaming (time to first byte), at concurrency 1
+//! and 32. Reports p50/p99, requests/s, the CPU time each process spent per request and the
+//! memory of every process. Asserts nothing.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::json;
 
+use crate::cmd;
+use crate::cpu::{self, Watched};
 use crate::gateway::{self, GatewayConfig};
-use crate::load::{self, LoadResult, Probe, quantile_ms};
-use crate::stack::{Spawn, Supervisor, rss_kib};
+use crate::load::{Load, Probe};
+use crate::stack::{Spawn, Supervisor};
 use crate::tools;
+
+mod report;
+
+use report::{DIRECT, GATEWAY, PASSTHROUGH, Row, Setup, print_report};
 
 pub struct BenchOptions {
     /// Measured seconds per scenario (after a one-second warm-up).
     pub seconds: u64,
     pub release: bool,
+    /// Closed-loop concurrencies to run, each a set of scenarios.
+    pub concurrency: Vec<usize>,
+    /// Run the chain with the global rate limit (ratelimit-svc, on Redis when there is one).
+    pub rate_limit: bool,
+    /// Use the binaries already built in the target directory (while comparing builds).
+    pub no_build: bool,
 }
 
 impl Default for BenchOptions {
@@ -27,6 +41,9 @@ impl Default for BenchOptions {
         Self {
             seconds: 10,
             release: true,
+            concurrency: vec![1, 32],
+            rate_limit: true,
+            no_build: false,
         }
     }
 }
@@ -35,7 +52,9 @@ const MODEL: &str = "claude-sonnet-4-5-20250929";
 /// What translator-svc calls for MODEL; the direct probes use the same id.
 const BEDROCK_MODEL_PATH: &str = "global.anthropic.claude-sonnet-4-5-20250929-v1%3A0";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const CONCURRENCY: [usize; 2] = [1, 32];
+const WARMUP: Duration = Duration::from_secs(1);
+/// Longest wait for the work a scenario queued (usage writes) to finish before CPU is read.
+const SETTLE_MAX: Duration = Duration::from_secs(10);
 
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -99,10 +118,28 @@ fn gateway_probes(base: &str, key: &str) -> Result<(Probe, Probe)> {
 
 pub fn run(root: &Path, options: BenchOptions) -> Result<()> {
     let envoy = tools::ensure_envoy(root)?;
-    let wasm = tools::build_filter(root)?;
-    let bin_dir =
-        tools::build_binaries(root, &["translator-svc", "fake-bedrock"], options.release)?;
+    let mut packages = vec!["translator-svc", "fake-bedrock"];
+    if options.rate_limit {
+        packages.push("ratelimit-svc");
+    }
+    let (wasm, bin_dir) = if options.no_build {
+        let target = tools::target_dir(root)?;
+        let wasm = target
+            .join(tools::WASM_TARGET)
+            .join("release")
+            .join("gate_filter.wasm");
+        let bin_dir = target.join(if options.release { "release" } else { "debug" });
+        (wasm, bin_dir)
+    } else {
+        let wasm = tools::build_filter(root)?;
+        (
+            wasm,
+            tools::build_binaries(root, &packages, options.release)?,
+        )
+    };
     let data_dir = root.join(".gateway").join("bench");
+    // A fresh key store each run: usage of earlier runs would only make the store bigger.
+    let _ = std::fs::remove_dir_all(data_dir.join("data"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -122,6 +159,84 @@ pub fn run(root: &Path, options: BenchOptions) -> Result<()> {
     })
 }
 
+/// The rate limiter and where its counters live.
+struct RateLimiter {
+    addr: SocketAddr,
+    pid: u32,
+    /// `redis-server` started for the bench (`None`: an outside `REDIS_URL`, or memory).
+    redis_pid: Option<u32>,
+    store: &'static str,
+}
+
+/// ratelimit-svc on a Redis of its own (`redis-server` from PATH), on `REDIS_URL` when that is
+/// set, else on its in-memory store.
+async fn start_rate_limiter(supervisor: &mut Supervisor, bin_dir: &Path) -> Result<RateLimiter> {
+    let mut redis_pid = None;
+    let mut redis_url = std::env::var("REDIS_URL").ok();
+    let store = if redis_url.is_some() {
+        "Redis (REDIS_URL)"
+    } else if let Some(redis) = cmd::which("redis-server") {
+        let port = free_port()?;
+        let (pid, mut lines) = supervisor.spawn(Spawn {
+            name: "redis",
+            program: redis,
+            args: ["--port", &port.to_string(), "--bind", "127.0.0.1"]
+                .into_iter()
+                .chain(["--save", "", "--appendonly", "no"])
+                .map(Into::into)
+                .collect(),
+            env: Vec::new(),
+        })?;
+        supervisor
+            .wait_line(&mut lines, "Ready to accept connections", READY_TIMEOUT)
+            .await?;
+        redis_pid = Some(pid);
+        redis_url = Some(format!("redis://127.0.0.1:{port}/"));
+        "Redis (started for the bench)"
+    } else {
+        "memory (no redis-server on PATH)"
+    };
+    let addr = loopback(free_port()?);
+    let pid = gateway::start_ratelimit(
+        supervisor,
+        bin_dir,
+        addr,
+        loopback(free_port()?),
+        redis_url.as_deref(),
+        READY_TIMEOUT,
+    )
+    .await?;
+    Ok(RateLimiter {
+        addr,
+        pid,
+        redis_pid,
+        store,
+    })
+}
+
+/// A key like an operator's: limits high enough never to refuse the bench, and a budget, so the
+/// rate limiter counts and the budget is read on every request.
+async fn create_bench_key(translator: SocketAddr, master_key: &str) -> Result<String> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{translator}/admin/v1/keys"))
+        .header("x-api-key", master_key)
+        .json(&json!({
+            "name": "bench",
+            "requests_per_minute": 4_000_000_000u32,
+            "tokens_per_minute": 4_000_000_000u32,
+            "monthly_budget_usd": 1_000_000.0,
+        }))
+        .send()
+        .await
+        .context("creating the bench key")?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.context("the key answer")?;
+    match body.get("secret").and_then(serde_json::Value::as_str) {
+        Some(secret) if status.is_success() => Ok(secret.to_string()),
+        _ => bail!("creating the bench key: HTTP {status}: {body}"),
+    }
+}
+
 async fn bench(
     supervisor: &mut Supervisor,
     envoy: &Path,
@@ -133,11 +248,12 @@ async fn bench(
     let (fake_url, fake_pid) =
         gateway::start_fake_bedrock(supervisor, bin_dir, &["--record-limit", "0"], READY_TIMEOUT)
             .await?;
-    let key = format!("sk-gw-bench-{}", gateway::random_token(24));
+    let master_key = format!("sk-gw-bench-{}", gateway::random_token(24));
     let secret = gateway::random_token(40);
     let translator = loopback(free_port()?);
+    // Default log level (info), as an operator runs it: per-request log lines are part of the cost.
     let env = vec![
-        ("MASTER_API_KEY".to_string(), key.clone()),
+        ("MASTER_API_KEY".to_string(), master_key.clone()),
         ("GATEWAY_INTERNAL_SECRET".to_string(), secret.clone()),
         ("AWS_REGION".to_string(), "us-east-1".to_string()),
         (
@@ -146,7 +262,6 @@ async fn bench(
         ),
         ("AWS_ACCESS_KEY_ID".to_string(), "fake".to_string()),
         ("AWS_SECRET_ACCESS_KEY".to_string(), "fake".to_string()),
-        ("RUST_LOG".to_string(), "warn".to_string()),
         (
             "GATEWAY_DATA_DIR".to_string(),
             data_dir.join("data").display().to_string(),
@@ -154,10 +269,17 @@ async fn bench(
     ];
     let translator_pid =
         gateway::start_translator(supervisor, bin_dir, translator, env, READY_TIMEOUT).await?;
+    let key = create_bench_key(translator, &master_key).await?;
+    let rate_limiter = if options.rate_limit {
+        Some(start_rate_limiter(supervisor, bin_dir).await?)
+    } else {
+        None
+    };
     let gateway_config = GatewayConfig {
-        ratelimit: None,
+        ratelimit: rate_limiter.as_ref().map(|r| r.addr),
         listen: loopback(free_port()?),
         admin_port: free_port()?,
+        stats_port: free_port()?,
         translator,
         wasm: wasm.to_path_buf(),
         internal_secret: secret,
@@ -184,114 +306,74 @@ async fn bench(
         passthrough: bedrock_probes(&format!("http://{passthrough}"))?,
         gateway: gateway_probes(&format!("http://{}", gateway_config.listen), &key)?,
     };
+    let mut watched = vec![
+        Watched {
+            name: "envoy",
+            pid: envoy_pid,
+        },
+        Watched {
+            name: "translator",
+            pid: translator_pid,
+        },
+    ];
+    if let Some(limiter) = &rate_limiter {
+        watched.push(Watched {
+            name: "ratelimit",
+            pid: limiter.pid,
+        });
+        if let Some(pid) = limiter.redis_pid {
+            watched.push(Watched { name: "redis", pid });
+        }
+    }
+    watched.extend([
+        Watched {
+            name: "fake",
+            pid: fake_pid,
+        },
+        Watched {
+            name: "passthru",
+            pid: passthrough_pid,
+        },
+        Watched {
+            name: "client",
+            pid: std::process::id(),
+        },
+    ]);
     let duration = Duration::from_secs(options.seconds);
-    let warmup = Duration::from_secs(1);
     let mut rows = Vec::new();
     for stream in [false, true] {
-        for concurrency in CONCURRENCY {
+        for &concurrency in &options.concurrency {
             for (name, probes) in [
-                ("direct fake Bedrock", &targets.direct),
-                ("plain Envoy passthrough", &targets.passthrough),
-                ("gateway (Envoy+gate+translator)", &targets.gateway),
+                (DIRECT, &targets.direct),
+                (PASSTHROUGH, &targets.passthrough),
+                (GATEWAY, &targets.gateway),
             ] {
                 let probe = if stream { &probes.1 } else { &probes.0 };
                 eprintln!("xtask: bench {name}, stream={stream}, concurrency={concurrency}");
-                let result = load::run(probe, concurrency, warmup, duration).await?;
+                let load = Load::new(concurrency)?;
+                load.run(probe, WARMUP).await?;
+                let client = std::process::id();
+                let before = cpu::settle(&watched, client, SETTLE_MAX).await;
+                let result = load.run(probe, duration).await?;
+                let after = cpu::settle(&watched, client, SETTLE_MAX).await;
                 supervisor.check_alive()?;
                 rows.push(Row {
                     name,
                     stream,
                     concurrency,
+                    cpu_us: cpu::per_request_us(&before, &after, result.requests()),
                     result,
                 });
             }
         }
     }
-    let processes = [
-        ("envoy (gateway)", envoy_pid),
-        ("translator-svc", translator_pid),
-        ("fake-bedrock", fake_pid),
-        ("envoy (passthrough)", passthrough_pid),
-    ];
-    print_report(&rows, &processes, options);
+    let setup = Setup {
+        options,
+        rate_limit_store: rate_limiter.as_ref().map(|r| r.store),
+        watched: &watched,
+    };
+    print_report(&rows, &setup);
     Ok(())
-}
-
-struct Row {
-    name: &'static str,
-    stream: bool,
-    concurrency: usize,
-    result: LoadResult,
-}
-
-fn print_report(rows: &[Row], processes: &[(&str, u32)], options: &BenchOptions) {
-    println!(
-        "\nBench: {} s per scenario after 1 s warm-up, {} build, 2-core machine shared by client and servers.",
-        options.seconds,
-        if options.release { "release" } else { "debug" }
-    );
-    println!(
-        "{:<33} {:>6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-        "target", "stream", "conc", "req/s", "p50 ms", "p99 ms", "ttfb p50", "ttfb p99", "errors"
-    );
-    for row in rows {
-        let r = &row.result;
-        println!(
-            "{:<33} {:>6} {:>5} {:>9.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7}",
-            row.name,
-            if row.stream { "yes" } else { "no" },
-            row.concurrency,
-            r.requests_per_second(),
-            quantile_ms(&r.total, 0.50),
-            quantile_ms(&r.total, 0.99),
-            quantile_ms(&r.ttfb, 0.50),
-            quantile_ms(&r.ttfb, 0.99),
-            r.errors,
-        );
-        if let Some(error) = &r.first_error {
-            println!("    first error: {error}");
-        }
-    }
-    println!(
-        "\nAdded by the gateway over the direct call (non-stream: total latency; stream: time to first byte):"
-    );
-    for stream in [false, true] {
-        for concurrency in CONCURRENCY {
-            let find = |name: &str| {
-                rows.iter().find(|r| {
-                    r.name.starts_with(name) && r.stream == stream && r.concurrency == concurrency
-                })
-            };
-            let (Some(direct), Some(envoy), Some(gateway)) =
-                (find("direct"), find("plain Envoy"), find("gateway"))
-            else {
-                continue;
-            };
-            let pick = |r: &LoadResult, p| {
-                if stream {
-                    quantile_ms(&r.ttfb, p)
-                } else {
-                    quantile_ms(&r.total, p)
-                }
-            };
-            println!(
-                "  {:<10} conc {:>2}: gateway +{:.3} ms p50, +{:.3} ms p99   (plain Envoy +{:.3} ms p50, +{:.3} ms p99)",
-                if stream { "stream" } else { "non-stream" },
-                concurrency,
-                pick(&gateway.result, 0.50) - pick(&direct.result, 0.50),
-                pick(&gateway.result, 0.99) - pick(&direct.result, 0.99),
-                pick(&envoy.result, 0.50) - pick(&direct.result, 0.50),
-                pick(&envoy.result, 0.99) - pick(&direct.result, 0.99),
-            );
-        }
-    }
-    println!("\nResident memory after the run (VmRSS):");
-    for (name, pid) in processes {
-        match rss_kib(*pid) {
-            Some(kib) => println!("  {name:<22} {:>8.1} MiB", kib as f64 / 1024.0),
-            None => println!("  {name:<22} (gone)"),
-        }
-    }
 }
 
 /// A second Envoy with no filter at all, proxying straight to the fake Bedrock: the baseline

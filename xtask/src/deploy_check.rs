@@ -1,6 +1,7 @@
 //! `cargo xtask deploy-check`: proves the three ways to deploy the gateway are well-formed
 //! without a cluster or a registry. Envoy configs (rendered from the one template) pass
-//! `envoy --mode validate`; compose passes the compose-spec schema and reference checks; every
+//! `envoy --mode validate`; compose passes the compose-spec schema and reference checks (the
+//! Prometheus and Grafana of its `observability` profile included); every
 //! kustomization renders and its output passes the Kubernetes OpenAPI schemas (strict) and the
 //! project's deployment rules; the Dockerfiles pass hadolint and a non-root rule.
 //! BLESS=1 re-renders the committed Envoy copies instead of failing on drift.
@@ -9,6 +10,7 @@ mod compose;
 mod dockerfile;
 mod envoy;
 mod k8s;
+mod observability;
 mod tools;
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! value is an error, never an empty string in the output.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::Path;
 
 /// The template, embedded so every renderer uses exactly the checked-in source.
@@ -282,21 +283,39 @@ impl EnvoyVars {
 
     /// Fill the PTC router slots from `envoy/ptc-router.fragment.yaml`: a listener on
     /// `address:port` (what translator-svc's `PTC_ENDPOINT` names) hashing `x-gw-container-id`
-    /// over the ptc-svc `replicas` (`host`, `port`; a DNS name may stand for several).
+    /// over the ptc-svc `replicas` (`host`, `port`; a DNS name may stand for several), names
+    /// resolved by the system resolver.
     pub fn with_ptc_router(
+        self,
+        address: &str,
+        port: u16,
+        replicas: &[(&str, u16)],
+    ) -> Result<Self, String> {
+        self.with_ptc_router_resolved_by(address, port, replicas, None)
+    }
+
+    /// [`Self::with_ptc_router`], with the replicas' names resolved by `resolver` when given
+    /// (the fragment's `dns_resolver:` section).
+    pub fn with_ptc_router_resolved_by(
         mut self,
         address: &str,
         port: u16,
         replicas: &[(&str, u16)],
+        resolver: Option<PtcDnsResolver>,
     ) -> Result<Self, String> {
         if replicas.is_empty() {
             return Err("the PTC router needs at least one ptc-svc replica".to_owned());
         }
         check_host("PTC router address", address)?;
+        let dns_resolver = match resolver {
+            None => String::new(),
+            Some(resolver) => resolver.render()?,
+        };
         let vars = BTreeMap::from([
             ("PTC_ROUTER_ADDRESS", address.to_owned()),
             ("PTC_ROUTER_PORT", port.to_string()),
             ("PTC_ENDPOINTS", lb_endpoints(replicas)?),
+            ("PTC_DNS_RESOLVER", dns_resolver),
         ]);
         let section = |key| {
             fragment_section(PTC_ROUTER_FRAGMENT, key, false).and_then(|text| render(&text, &vars))
@@ -304,6 +323,30 @@ impl EnvoyVars {
         self.ptc_router_listener = section("listeners:")?;
         self.ptc_router_cluster = section("clusters:")?;
         Ok(self)
+    }
+}
+
+/// A DNS server the PTC router's cluster asks for the replicas' addresses instead of the system
+/// resolver: how the end-to-end tests stand in for a headless Service whose answer changes while
+/// Envoy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtcDnsResolver {
+    pub server: SocketAddr,
+}
+
+impl PtcDnsResolver {
+    /// The cluster fields of the fragment's `dns_resolver:` section, without its indent.
+    fn render(self) -> Result<String, String> {
+        let vars = BTreeMap::from([
+            ("PTC_DNS_SERVER_ADDRESS", self.server.ip().to_string()),
+            ("PTC_DNS_SERVER_PORT", self.server.port().to_string()),
+        ]);
+        let section = fragment_section(PTC_ROUTER_FRAGMENT, "dns_resolver:", false)?;
+        let fields: Vec<&str> = section
+            .lines()
+            .map(|line| line.strip_prefix("  ").unwrap_or(line))
+            .collect();
+        render(&(fields.join("\n") + "\n"), &vars)
     }
 }
 

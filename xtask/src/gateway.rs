@@ -15,6 +15,8 @@ use crate::stack::{Spawn, Supervisor};
 pub struct GatewayConfig {
     pub listen: SocketAddr,
     pub admin_port: u16,
+    /// The Prometheus scrape listener (`GET /stats/prometheus` only).
+    pub stats_port: u16,
     pub translator: SocketAddr,
     pub wasm: PathBuf,
     pub internal_secret: String,
@@ -64,13 +66,15 @@ pub async fn start_translator(
     Ok(pid)
 }
 
-/// Starts ratelimit-svc (gRPC on `listen`, health on `http_listen`; in-memory limits unless
-/// `REDIS_URL` is set in xtask's environment) and waits for `/health`; returns its pid.
+/// Starts ratelimit-svc (gRPC on `listen`, health on `http_listen`; counters in `redis_url`, else
+/// in the Redis of xtask's own `REDIS_URL`, else in memory) and waits for `/health`; returns its
+/// pid.
 pub async fn start_ratelimit(
     supervisor: &mut Supervisor,
     bin_dir: &Path,
     listen: SocketAddr,
     http_listen: SocketAddr,
+    redis_url: Option<&str>,
     timeout: Duration,
 ) -> Result<u32> {
     let mut env = vec![
@@ -78,7 +82,10 @@ pub async fn start_ratelimit(
         ("RATELIMIT_HTTP_LISTEN".to_string(), http_listen.to_string()),
         ("LOG_FORMAT".to_string(), "text".to_string()),
     ];
-    if let Ok(redis) = std::env::var("REDIS_URL") {
+    if let Some(redis) = redis_url
+        .map(str::to_string)
+        .or_else(|| std::env::var("REDIS_URL").ok())
+    {
         env.push(("REDIS_URL".to_string(), redis));
     }
     let (pid, _lines) = supervisor.spawn(Spawn {
@@ -156,6 +163,7 @@ fn render_envoy_config(config: &GatewayConfig) -> Result<String> {
     vars.listen_address = config.listen.ip().to_string();
     vars.listen_port = config.listen.port();
     vars.admin_port = config.admin_port;
+    vars.stats_port = config.stats_port;
     vars.translator_host = config.translator.ip().to_string();
     vars.translator_port = config.translator.port();
     if let Some(ratelimit) = config.ratelimit {

@@ -29,6 +29,11 @@ impl LoadResult {
     pub fn requests_per_second(&self) -> f64 {
         self.total.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
     }
+
+    /// Every request answered in the window, failed ones included (they cost CPU too).
+    pub fn requests(&self) -> u64 {
+        self.total.len() as u64 + self.errors
+    }
 }
 
 /// The `p` quantile (0..=1) of sorted samples, in milliseconds.
@@ -72,66 +77,71 @@ async fn send_once(client: &reqwest::Client, probe: &Probe) -> Result<Sample, St
     })
 }
 
-/// Warms up for `warmup`, then measures for `duration` with `concurrency` workers.
-pub async fn run(
-    probe: &Probe,
+/// A closed-loop load: `concurrency` workers sharing one connection pool, so a warm-up run and
+/// the measured run that follows it use the same (already open) connections.
+pub struct Load {
+    client: reqwest::Client,
     concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> Result<LoadResult> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let probe = Arc::new(probe.clone());
-    let warm_until = Instant::now() + warmup;
-    let end = warm_until + duration;
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let client = client.clone();
-        let probe = Arc::clone(&probe);
-        workers.spawn(async move {
-            let mut samples = Vec::new();
-            let mut errors = 0u64;
-            let mut first_error = None;
-            loop {
-                let now = Instant::now();
-                if now >= end {
-                    break;
-                }
-                let measured = now >= warm_until;
-                match send_once(&client, &probe).await {
-                    Ok(sample) if measured => samples.push(sample),
-                    Ok(_) => {}
-                    Err(error) => {
-                        errors += 1;
-                        first_error.get_or_insert(error);
+}
+
+impl Load {
+    pub fn new(concurrency: usize) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            client,
+            concurrency,
+        })
+    }
+
+    /// Sends `probe` back to back from every worker for `duration`, recording every answer.
+    pub async fn run(&self, probe: &Probe, duration: Duration) -> Result<LoadResult> {
+        let probe = Arc::new(probe.clone());
+        let started = Instant::now();
+        let end = started + duration;
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.concurrency {
+            let client = self.client.clone();
+            let probe = Arc::clone(&probe);
+            workers.spawn(async move {
+                let mut samples = Vec::new();
+                let mut errors = 0u64;
+                let mut first_error = None;
+                while Instant::now() < end {
+                    match send_once(&client, &probe).await {
+                        Ok(sample) => samples.push(sample),
+                        Err(error) => {
+                            errors += 1;
+                            first_error.get_or_insert(error);
+                        }
                     }
                 }
+                (samples, errors, first_error)
+            });
+        }
+        let mut result = LoadResult {
+            total: Vec::new(),
+            ttfb: Vec::new(),
+            errors: 0,
+            first_error: None,
+            elapsed: duration,
+        };
+        while let Some(joined) = workers.join_next().await {
+            let (samples, errors, first_error) = joined?;
+            result.errors += errors;
+            if result.first_error.is_none() {
+                result.first_error = first_error;
             }
-            (samples, errors, first_error)
-        });
-    }
-    let mut result = LoadResult {
-        total: Vec::new(),
-        ttfb: Vec::new(),
-        errors: 0,
-        first_error: None,
-        elapsed: duration,
-    };
-    while let Some(joined) = workers.join_next().await {
-        let (samples, errors, first_error) = joined?;
-        result.errors += errors;
-        if result.first_error.is_none() {
-            result.first_error = first_error;
+            for sample in samples {
+                result.total.push(sample.total);
+                result.ttfb.push(sample.ttfb);
+            }
         }
-        for sample in samples {
-            result.total.push(sample.total);
-            result.ttfb.push(sample.ttfb);
-        }
+        result.elapsed = started.elapsed();
+        result.total.sort_unstable();
+        result.ttfb.sort_unstable();
+        Ok(result)
     }
-    result.elapsed = warm_until.elapsed();
-    result.total.sort_unstable();
-    result.ttfb.sort_unstable();
-    Ok(result)
 }

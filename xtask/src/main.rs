@@ -6,6 +6,7 @@
 
 mod bench;
 mod cmd;
+mod cpu;
 mod deploy_check;
 mod gateway;
 mod load;
@@ -27,8 +28,9 @@ commands:
         --fake-bedrock also starts the fake Bedrock and points translator-svc at it
   test [-- <args for cargo nextest run / cargo test>]
         install test prerequisites, build the filter, run the whole workspace test suite
-  bench [--seconds N] [--debug]
-        added latency of Envoy + filter + translator over a direct call to the fake Bedrock
+  bench [--seconds N] [--concurrency 1,32] [--no-rate-limit] [--debug] [--no-build]
+        added latency and CPU per request of the whole gateway chain (Envoy + filter + rate
+        limit + translator) over a direct call to the fake Bedrock
   lint  cargo fmt --check and cargo clippy --all-targets -D warnings
   deploy-check
         validate compose, k8s, Envoy configs and Dockerfiles (BLESS=1 re-renders the generated Envoy configs)
@@ -85,6 +87,17 @@ fn parse(args: &[String]) -> Result<Command> {
                         let value = it.next().context("--seconds needs a value")?;
                         options.seconds = value.parse().context("--seconds must be a number")?;
                     }
+                    "--concurrency" => {
+                        let value = it.next().context("--concurrency needs a value")?;
+                        options.concurrency = value
+                            .split(',')
+                            .map(|n| n.trim().parse::<usize>().ok().filter(|&n| n > 0))
+                            .collect::<Option<Vec<_>>>()
+                            .filter(|list| !list.is_empty())
+                            .context("--concurrency must be a list like 1,32")?;
+                    }
+                    "--no-rate-limit" => options.rate_limit = false,
+                    "--no-build" => options.no_build = true,
                     "--debug" => options.release = false,
                     other => bail!("unknown option for bench: {other}\n\n{USAGE}"),
                 }

@@ -14,6 +14,9 @@ use tokio::sync::mpsc;
 
 use crate::cmd;
 
+/// How stale a child's log file may be (`log_tail` reads it when a child dies).
+const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
 /// One process to start.
 pub struct Spawn {
     pub name: &'static str,
@@ -242,14 +245,30 @@ async fn pump(
     }
 }
 
-async fn write_log(mut file: tokio::fs::File, mut lines: mpsc::UnboundedReceiver<String>) {
-    while let Some(mut line) = lines.recv().await {
-        line.push('\n');
-        if file.write_all(line.as_bytes()).await.is_err() {
-            break;
+/// Buffered, flushed every `LOG_FLUSH_INTERVAL` and at the end: a write and flush per line costs
+/// two blocking-pool round trips, which under `bench` load (a few log lines per request) took as
+/// much CPU as a gateway service, on the cores the services being measured run on.
+async fn write_log(file: tokio::fs::File, mut lines: mpsc::UnboundedReceiver<String>) {
+    let mut file = tokio::io::BufWriter::with_capacity(64 * 1024, file);
+    let mut flush = tokio::time::interval(LOG_FLUSH_INTERVAL);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let Some(mut line) = line else { break };
+                line.push('\n');
+                if file.write_all(line.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            _ = flush.tick() => {
+                if file.flush().await.is_err() {
+                    return;
+                }
+            }
         }
-        let _ = file.flush().await;
     }
+    let _ = file.flush().await;
 }
 
 /// Reads the RSS of a process from `/proc/<pid>/status`, in KiB.

@@ -35,6 +35,7 @@ const PTC_ADDR: &str = "127.0.0.1:50053";
 const RATELIMIT_ADDR: &str = "127.0.0.1:50052";
 const RATELIMIT_HTTP_ADDR: &str = "127.0.0.1:9092";
 const ADMIN_PORT: u16 = 9901;
+const STATS_PORT: u16 = 9902;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn run(root: &Path, options: UpOptions) -> Result<()> {
@@ -138,24 +139,31 @@ async fn serve(
             .await?;
         env.push(("PTC_ENDPOINT".to_string(), format!("http://{PTC_ADDR}")));
     }
-    let translator: SocketAddr = TRANSLATOR_ADDR.parse()?;
-    gateway::start_translator(supervisor, built.bin_dir, translator, env, READY_TIMEOUT).await?;
-
     let ratelimit: SocketAddr = RATELIMIT_ADDR.parse()?;
     gateway::start_ratelimit(
         supervisor,
         built.bin_dir,
         ratelimit,
         RATELIMIT_HTTP_ADDR.parse()?,
+        None,
         READY_TIMEOUT,
     )
     .await?;
+    // Tokens of streams a client abandons are charged here by translator-svc itself: Envoy gets
+    // no usage trailer from a reset stream.
+    env.push((
+        "RATELIMIT_ENDPOINT".to_string(),
+        format!("http://{ratelimit}"),
+    ));
+    let translator: SocketAddr = TRANSLATOR_ADDR.parse()?;
+    gateway::start_translator(supervisor, built.bin_dir, translator, env, READY_TIMEOUT).await?;
 
     let listen = SocketAddr::from(([127, 0, 0, 1], options.port));
     let config = GatewayConfig {
         ratelimit: Some(ratelimit),
         listen,
         admin_port: ADMIN_PORT,
+        stats_port: STATS_PORT,
         translator,
         wasm: built.wasm.to_path_buf(),
         internal_secret,

@@ -138,6 +138,7 @@ pub fn outcome_to(outcome: &Outcome) -> pb::Outcome {
         expires_at_unix: outcome.expires_at_unix,
         session_closed: outcome.session_closed,
         replayed: outcome.replayed,
+        round_claimed: outcome.round_claimed,
     }
 }
 

@@ -120,12 +120,27 @@ impl Peers {
                 request.metadata_mut().insert(REQUEST_ID, id.clone());
             }
             match call(client, request).await {
-                Err(status) if status.code() == Code::NotFound => continue,
+                Err(status) if status.code() == Code::NotFound => {
+                    // Also this replica itself, when a headless Service's answer includes it.
+                    tracing::debug!(
+                        container = %container_id,
+                        peer = %address,
+                        "peer does not hold it"
+                    );
+                    continue;
+                }
                 Err(status) if status.code() == Code::Unavailable && is_transport(&status) => {
                     tracing::warn!(peer = %address, %status, "peer unreachable");
                     continue;
                 }
                 answer => {
+                    // The evidence that a membership change moved this id (ptc spec 9).
+                    tracing::info!(
+                        container = %container_id,
+                        peer = %address,
+                        code = ?answer.as_ref().map_or_else(Status::code, |_| Code::Ok),
+                        "call forwarded to the owning peer"
+                    );
                     self.remember(container_id, address);
                     return Some(answer);
                 }

@@ -15,7 +15,7 @@ use self::convert::{limits_from, now_unix, outcome_to, queued_from, session_to, 
 use self::forward::{Peers, is_forwarded};
 use crate::runner::runner_version;
 use crate::session::manager::NewSession;
-use crate::session::{QueuedExecution, Sessions, StoredRound};
+use crate::session::{QueuedExecution, RoundLookup, Sessions, StoredRound};
 
 const MAX_TOOLS: usize = 1000;
 const MAX_ID_LEN: usize = 256;
@@ -183,11 +183,13 @@ impl Ptc for PtcService {
             .collect();
         let outcome = self
             .sessions
-            .deliver(
+            .deliver_as(
                 &request.container_id,
                 &request.key_id,
                 &request.execution_id,
                 results,
+                &request.round_owner,
+                lease_of(request.round_lease_ms),
             )
             .await
             .map_err(to_status)?;
@@ -238,6 +240,17 @@ impl Ptc for PtcService {
         }
         let request = request.into_inner();
         check_ids(&request.container_id, &request.key_id)?;
+        if request.abandoned {
+            self.sessions
+                .release_round(
+                    &request.container_id,
+                    &request.key_id,
+                    request.tool_use_ids,
+                    &request.round_owner,
+                )
+                .map_err(to_status)?;
+            return Ok(Response::new(pb::StoreRoundResponse::default()));
+        }
         let round = StoredRound {
             tool_use_ids: request.tool_use_ids,
             response: request.response,
@@ -249,6 +262,39 @@ impl Ptc for PtcService {
             .store_round(&request.container_id, &request.key_id, round)
             .map_err(to_status)?;
         Ok(Response::new(pb::StoreRoundResponse { expires_at_unix }))
+    }
+
+    async fn renew_round(
+        &self,
+        request: Request<pb::RenewRoundRequest>,
+    ) -> Result<Response<pb::RenewRoundResponse>, Status> {
+        let id = request.get_ref().container_id.clone();
+        if let Some(answer) = self
+            .route(
+                &request,
+                &id,
+                |mut c, r| async move { c.renew_round(r).await },
+            )
+            .await
+        {
+            return answer;
+        }
+        let request = request.into_inner();
+        check_ids(&request.container_id, &request.key_id)?;
+        let held = match lease_of(request.lease_ms) {
+            Some(lease) => self
+                .sessions
+                .renew_round(
+                    &request.container_id,
+                    &request.key_id,
+                    request.tool_use_ids,
+                    &request.round_owner,
+                    lease,
+                )
+                .map_err(to_status)?,
+            None => false,
+        };
+        Ok(Response::new(pb::RenewRoundResponse { held }))
     }
 
     async fn get_round(
@@ -268,7 +314,8 @@ impl Ptc for PtcService {
         }
         let request = request.into_inner();
         check_ids(&request.container_id, &request.key_id)?;
-        let wait = Duration::from_millis(u64::from(request.wait_ms.min(60_000)));
+        // A round may legitimately run for PTC_ROUND_BUDGET_S (540 s) plus an execution.
+        let wait = Duration::from_millis(u64::from(request.wait_ms.min(900_000)));
         let round = self
             .sessions
             .get_round(
@@ -280,12 +327,21 @@ impl Ptc for PtcService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(match round {
-            Some(round) => pb::GetRoundResponse {
+            RoundLookup::Found(round) => pb::GetRoundResponse {
                 found: true,
                 response: round.response,
                 content_type: round.content_type,
+                ..Default::default()
             },
-            None => pb::GetRoundResponse::default(),
+            RoundLookup::InProgress => pb::GetRoundResponse {
+                in_progress: true,
+                ..Default::default()
+            },
+            RoundLookup::Resumable => pb::GetRoundResponse {
+                resumable: true,
+                ..Default::default()
+            },
+            RoundLookup::NotFound => pb::GetRoundResponse::default(),
         }))
     }
 
@@ -381,4 +437,10 @@ fn unreachable_peer(address: std::net::SocketAddr, why: &str) -> pb::ReplicaHeal
         error: format!("peer unreachable: {why}"),
         ..Default::default()
     }
+}
+
+/// A round owner's lease (`round_lease_ms`, `lease_ms`); 0 = none. Capped like GetRound's wait:
+/// a lease is meant to be short and renewed.
+fn lease_of(ms: u32) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(u64::from(ms.min(900_000))))
 }

@@ -30,6 +30,7 @@ pub fn spawn(
     tokio::spawn(async move {
         let result = drive(&sessions, &session, action).await;
         sessions.metrics.segment_ended(&result.kind);
+        log_end(&session, &result);
         let _ = outcome.send(Some(result));
     });
 }
@@ -176,6 +177,23 @@ async fn drive(sessions: &Sessions, session: &Arc<Session>, action: Action) -> O
     fail(sessions, session, code, detail, duration_ms).await
 }
 
+/// Sandbox time per ended execution (ptc.md 16), for operators beside the metric.
+fn log_end(session: &Session, outcome: &Outcome) {
+    let (result, duration_ms) = match &outcome.kind {
+        OutcomeKind::Paused(_) => return,
+        OutcomeKind::Finished(done) => ("finished", done.duration_ms),
+        OutcomeKind::Failed { duration_ms, .. } => ("failed", *duration_ms),
+    };
+    let container = record_of(session).container_id.clone();
+    tracing::info!(
+        container = %container,
+        execution_id = %outcome.execution_id,
+        result,
+        duration_ms,
+        "execution ended"
+    );
+}
+
 /// Records a paused or finished segment and returns its outcome.
 fn settle(sessions: &Sessions, session: &Session, kind: OutcomeKind, phase: Phase) -> Outcome {
     let mut record = record_of(session);
@@ -195,6 +213,7 @@ fn settle(sessions: &Sessions, session: &Session, kind: OutcomeKind, phase: Phas
         expires_at_unix: record.expires_at_unix(),
         session_closed: false,
         replayed: false,
+        round_claimed: false,
     };
     if let Some(execution) = record.execution.as_mut() {
         if let OutcomeKind::Paused(calls) = kind {
@@ -229,6 +248,7 @@ async fn fail(
             expires_at_unix: record.expires_at_unix(),
             session_closed: true,
             replayed: false,
+            round_claimed: false,
         };
         if let Some(execution) = record.execution.as_mut() {
             execution.pending.clear();

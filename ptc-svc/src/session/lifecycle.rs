@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::drive;
 use super::manager::{SessionError, Sessions, record_of};
-use super::{Phase, SessionRecord, StoredRound, millis, now_ms};
+use super::{Phase, RoundLookup, SegmentKey, SessionRecord, StoredRound, millis, now_ms};
 
 impl Sessions {
     /// The session record for a translator; refreshes the expiry (the request names it).
@@ -21,6 +21,7 @@ impl Sessions {
         Ok(record.clone())
     }
 
+    /// Stores the response of a round for replay (ptc.md 5.6) and ends the round its ids opened.
     pub fn store_round(
         &self,
         container_id: &str,
@@ -30,36 +31,133 @@ impl Sessions {
         let session = self.lookup(container_id, key_id)?;
         round.tool_use_ids.sort();
         let stored_at = round.stored_at_unix;
-        record_of(&session).last_round = Some(round);
+        {
+            let mut record = record_of(&session);
+            if record
+                .open_round
+                .as_ref()
+                .is_some_and(|open| open.tool_use_ids == round.tool_use_ids)
+            {
+                record.open_round = None;
+            }
+            record.last_round = Some(round);
+        }
         session.rounds.send_modify(|version| *version += 1);
         Ok(stored_at + i64::try_from(self.config.replay_ttl.as_secs()).unwrap_or(i64::MAX))
     }
 
-    /// The stored round answering exactly `ids` (as a set), waiting up to `wait` for it.
+    /// The request serving the round `ids` opened gave up without a response: release the round,
+    /// so an identical retry takes it over (and waiting retries stop waiting).
+    pub fn release_round(
+        &self,
+        container_id: &str,
+        key_id: &str,
+        mut ids: Vec<String>,
+        owner: &str,
+    ) -> Result<(), SessionError> {
+        let session = self.lookup(container_id, key_id)?;
+        ids.sort();
+        {
+            let mut record = record_of(&session);
+            if let Some(open) = record.open_round.as_mut()
+                && open.tool_use_ids == ids
+                && (owner.is_empty() || open.owner.is_empty() || open.owner == owner)
+            {
+                open.claimed = false;
+                tracing::info!(container = %container_id, execution_id = %open.execution_id, "round released without a response");
+            }
+        }
+        session.rounds.send_modify(|version| *version += 1);
+        Ok(())
+    }
+
+    /// `owner` still serves the round `ids` opened: its claim now lasts `lease` from now. False
+    /// when the round is stored, released or another request's. A claim whose lease ran out is
+    /// renewed too while nobody took the round over (the owner was only slow).
+    pub fn renew_round(
+        &self,
+        container_id: &str,
+        key_id: &str,
+        mut ids: Vec<String>,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, SessionError> {
+        let session = self.lookup(container_id, key_id)?;
+        ids.sort();
+        let mut record = record_of(&session);
+        match record.open_round.as_mut() {
+            Some(open)
+                if open.tool_use_ids == ids
+                    && open.claimed
+                    && !owner.is_empty()
+                    && open.owner == owner =>
+            {
+                open.claim(owner, Some(lease), now_ms());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The stored round answering exactly `ids` (as a set). While a request still serves the
+    /// round those ids opened, waits up to `wait` for its response (or for its lease to run
+    /// out).
     pub async fn get_round(
         &self,
         container_id: &str,
         key_id: &str,
         mut ids: Vec<String>,
         wait: Duration,
-    ) -> Result<Option<StoredRound>, SessionError> {
+    ) -> Result<RoundLookup, SessionError> {
         let session = self.lookup(container_id, key_id)?;
         ids.sort();
         let mut changes = session.rounds.subscribe();
         let ttl = i64::try_from(self.config.replay_ttl.as_secs()).unwrap_or(i64::MAX);
-        let find = || {
-            record_of(&session).last_round.clone().filter(|round| {
+        let look = || {
+            let record = record_of(&session);
+            if let Some(round) = record.last_round.as_ref().filter(|round| {
                 round.tool_use_ids == ids && round.stored_at_unix + ttl > now_ms() / 1000
-            })
+            }) {
+                return RoundLookup::Found(round.clone());
+            }
+            match record.open_round.as_ref() {
+                Some(open) if open.tool_use_ids == ids && open.held(now_ms()) => {
+                    RoundLookup::InProgress
+                }
+                Some(open) if open.tool_use_ids == ids => {
+                    let key = SegmentKey::Deliver(open.execution_id.clone(), ids.clone());
+                    let replayable = record.segment.as_ref().is_some_and(|s| s.key == key);
+                    if replayable {
+                        RoundLookup::Resumable
+                    } else {
+                        RoundLookup::NotFound
+                    }
+                }
+                _ => RoundLookup::NotFound,
+            }
+        };
+        // When the owner's lease runs out if it is not renewed: nothing signals that, so the
+        // wait wakes up to look again.
+        let lease_left = || {
+            let record = record_of(&session);
+            let until = record.open_round.as_ref()?.lease_until_ms?;
+            Some(Duration::from_millis(
+                u64::try_from(until - now_ms()).unwrap_or(0) + 1,
+            ))
         };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some(round) = find() {
-                return Ok(Some(round));
+            let found = look();
+            if found != RoundLookup::InProgress {
+                return Ok(found);
             }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
+            let wake = lease_left().map_or(deadline, |left| {
+                deadline.min(tokio::time::Instant::now() + left)
+            });
+            match tokio::time::timeout_at(wake, changes.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => return Ok(find()),
+                Err(_) if wake < deadline => continue,
+                _ => return Ok(look()),
             }
         }
     }

@@ -209,6 +209,7 @@ impl Sessions {
                 execution: None,
                 queue: Vec::new(),
                 last_round: None,
+                open_round: None,
                 created_at_ms: now,
                 last_activity_ms: now,
                 expires_at_ms: now,

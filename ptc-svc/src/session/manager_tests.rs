@@ -9,7 +9,8 @@ use crate::config::Config;
 use crate::sandbox::ExitReason;
 use crate::sandbox::fake::{FakeContainer, FakeSandbox};
 use crate::session::{
-    FailureCode, Outcome, OutcomeKind, Phase, QueuedExecution, StoredRound, ToolCall, now_ms,
+    FailureCode, Outcome, OutcomeKind, Phase, QueuedExecution, RoundLookup, StoredRound, ToolCall,
+    now_ms,
 };
 
 const KEY: &str = "key-1";
@@ -330,37 +331,66 @@ async fn idle_sessions_expire_and_rounds_replay() {
     let (sessions, _dir) = python_sessions(&[("PTC_SESSION_IDLE_S", "1")]);
     let id = container_id(4);
     sessions.create(new_session(4, KEY)).await.unwrap();
-    let ids = vec!["toolu_ptc_b".to_owned(), "toolu_ptc_a".to_owned()];
+    let batch = paused(
+        &sessions
+            .execute(
+                &id,
+                KEY,
+                code("srvtoolu_4", "print(await t(n=1), await u())", &["t", "u"]),
+                vec![],
+            )
+            .await
+            .unwrap(),
+    );
+    let first = batch[0].id.clone();
+    // No round is open for these ids yet: the answer comes at once, whatever the wait.
+    assert_eq!(
+        sessions
+            .get_round(&id, KEY, vec![first.clone()], Duration::from_secs(30))
+            .await
+            .unwrap(),
+        RoundLookup::NotFound
+    );
+    let delivered = sessions
+        .deliver(
+            &id,
+            KEY,
+            "srvtoolu_4",
+            vec![(first.clone(), false, "1".into())],
+        )
+        .await
+        .unwrap();
+    assert!(delivered.round_claimed && !delivered.replayed);
+    // The delivery opened a round: an identical retry waits for its stored response.
     let waiter = {
         let sessions = Arc::clone(&sessions);
         let id = id.clone();
+        let first = first.clone();
         tokio::spawn(async move {
             sessions
-                .get_round(
-                    &id,
-                    KEY,
-                    vec!["toolu_ptc_a".into(), "toolu_ptc_b".into()],
-                    Duration::from_secs(5),
-                )
+                .get_round(&id, KEY, vec![first], Duration::from_secs(5))
                 .await
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished());
     let round = StoredRound {
-        tool_use_ids: ids,
+        tool_use_ids: vec![first.clone()],
         response: b"{\"id\":\"msg_1\"}".to_vec(),
         content_type: "application/json".into(),
         stored_at_unix: now_ms() / 1000,
     };
     sessions.store_round(&id, KEY, round).unwrap();
-    let found = waiter.await.unwrap().unwrap().unwrap();
+    let RoundLookup::Found(found) = waiter.await.unwrap().unwrap() else {
+        panic!("the waiting retry gets the stored round");
+    };
     assert_eq!(found.response, b"{\"id\":\"msg_1\"}");
-    assert!(
+    assert_eq!(
         sessions
             .get_round(&id, KEY, vec!["toolu_ptc_a".into()], Duration::ZERO)
             .await
-            .unwrap()
-            .is_none()
+            .unwrap(),
+        RoundLookup::NotFound
     );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -373,18 +403,81 @@ async fn idle_sessions_expire_and_rounds_replay() {
     let record = record_of(&sessions.all()[0]).clone();
     assert_eq!(record.phase, Phase::Closed);
     // The stored round outlives the session for replays.
-    assert!(
+    assert!(matches!(
         sessions
-            .get_round(
-                &id,
-                KEY,
-                vec!["toolu_ptc_a".into(), "toolu_ptc_b".into()],
-                Duration::ZERO
-            )
+            .get_round(&id, KEY, vec![first], Duration::ZERO)
             .await
-            .unwrap()
-            .is_some()
+            .unwrap(),
+        RoundLookup::Found(_)
+    ));
+}
+
+/// A round whose request gave up (client gone, model call failed) is released; an identical
+/// retry re-delivers, gets the first delivery's outcome and serves the round, while the code
+/// received the results once. A repeat while a request serves the round is told to wait.
+#[tokio::test]
+async fn a_released_round_is_taken_over_without_a_second_delivery() {
+    let (sessions, _dir) = python_sessions(&[]);
+    let id = container_id(5);
+    sessions.create(new_session(5, KEY)).await.unwrap();
+    let source = "import time\nv = await t(n=1)\ntime.sleep(0.3)\nprint('got', v)";
+    let batch = paused(
+        &sessions
+            .execute(&id, KEY, code("srvtoolu_5", source, &["t"]), vec![])
+            .await
+            .unwrap(),
     );
+    let answers = vec![(batch[0].id.clone(), false, "one".into())];
+    let ids = vec![batch[0].id.clone()];
+    // The first delivery's caller goes away while the code runs; the execution goes on.
+    let first = {
+        let sessions = Arc::clone(&sessions);
+        let (id, answers) = (id.clone(), answers.clone());
+        tokio::spawn(async move { sessions.deliver(&id, KEY, "srvtoolu_5", answers).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    first.abort();
+    // Still served (claimed): a repeat replays the outcome but does not take the round.
+    let repeat = sessions
+        .deliver(&id, KEY, "srvtoolu_5", answers.clone())
+        .await
+        .unwrap();
+    assert!(repeat.replayed && !repeat.round_claimed);
+    assert_eq!(finished(&repeat).stdout, "got one\n");
+    assert_eq!(
+        sessions
+            .get_round(&id, KEY, ids.clone(), Duration::from_millis(100))
+            .await
+            .unwrap(),
+        RoundLookup::InProgress
+    );
+    // Released: a waiting retry stops waiting and may take the round over, once.
+    let waiter = {
+        let sessions = Arc::clone(&sessions);
+        let (id, ids) = (id.clone(), ids.clone());
+        tokio::spawn(async move {
+            sessions
+                .get_round(&id, KEY, ids, Duration::from_secs(30))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    sessions.release_round(&id, KEY, ids.clone(), "").unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap(), RoundLookup::Resumable);
+    let taken = sessions
+        .deliver(&id, KEY, "srvtoolu_5", answers.clone())
+        .await
+        .unwrap();
+    assert!(taken.replayed && taken.round_claimed);
+    assert_eq!(taken.kind, repeat.kind);
+    let again = sessions
+        .deliver(&id, KEY, "srvtoolu_5", answers)
+        .await
+        .unwrap();
+    assert!(again.replayed && !again.round_claimed);
+    let record = sessions.get(&id, KEY).unwrap();
+    assert_eq!(record.execution.unwrap().calls_made, 1);
+    assert_eq!(record.phase, Phase::Idle);
 }
 
 async fn scripted(pairs: &[(&str, &str)]) -> (Arc<Sessions>, Arc<FakeSandbox>, FakeContainer) {
@@ -613,4 +706,160 @@ fn requested_limits_tighten_but_never_loosen() {
         ..Limits::default()
     });
     assert_eq!(looser, own);
+}
+
+/// The request serving a round may repeat its own delivery (a retry after a deadline) and still
+/// serve it; another request's release leaves the round claimed.
+#[tokio::test]
+async fn a_round_belongs_to_the_request_that_delivered() {
+    let (sessions, _dir) = python_sessions(&[]);
+    let id = container_id(6);
+    sessions.create(new_session(6, KEY)).await.unwrap();
+    let batch = paused(
+        &sessions
+            .execute(
+                &id,
+                KEY,
+                code("srvtoolu_6", "print(await t())", &["t"]),
+                vec![],
+            )
+            .await
+            .unwrap(),
+    );
+    let answers = vec![(batch[0].id.clone(), false, "x".to_string())];
+    let ids = vec![batch[0].id.clone()];
+    let first = sessions
+        .deliver_as(&id, KEY, "srvtoolu_6", answers.clone(), "req_a:1", None)
+        .await
+        .unwrap();
+    assert!(first.round_claimed && !first.replayed);
+    let own = sessions
+        .deliver_as(&id, KEY, "srvtoolu_6", answers.clone(), "req_a:1", None)
+        .await
+        .unwrap();
+    assert!(own.replayed && own.round_claimed);
+    let other = sessions
+        .deliver_as(&id, KEY, "srvtoolu_6", answers.clone(), "req_b:2", None)
+        .await
+        .unwrap();
+    assert!(other.replayed && !other.round_claimed);
+    sessions
+        .release_round(&id, KEY, ids.clone(), "req_b:2")
+        .unwrap();
+    assert_eq!(
+        sessions
+            .get_round(&id, KEY, ids.clone(), Duration::ZERO)
+            .await
+            .unwrap(),
+        RoundLookup::InProgress
+    );
+    sessions
+        .release_round(&id, KEY, ids.clone(), "req_a:1")
+        .unwrap();
+    assert_eq!(
+        sessions
+            .get_round(&id, KEY, ids.clone(), Duration::ZERO)
+            .await
+            .unwrap(),
+        RoundLookup::Resumable
+    );
+    let taken = sessions
+        .deliver_as(&id, KEY, "srvtoolu_6", answers, "req_b:2", None)
+        .await
+        .unwrap();
+    assert!(taken.replayed && taken.round_claimed);
+    assert_eq!(finished(&taken).stdout, "x\n");
+}
+
+/// A claim with a lease lapses when its owner stops renewing it (a crashed translator): a retry
+/// waiting for the round learns within about one lease that it may take the round over, instead
+/// of waiting out the round; while the owner renews, the round stays its own.
+#[tokio::test]
+async fn a_round_whose_owner_stops_renewing_is_taken_over() {
+    let (sessions, _dir) = python_sessions(&[]);
+    let id = container_id(7);
+    sessions.create(new_session(7, KEY)).await.unwrap();
+    let batch = paused(
+        &sessions
+            .execute(
+                &id,
+                KEY,
+                code("srvtoolu_7", "print(await t())", &["t"]),
+                vec![],
+            )
+            .await
+            .unwrap(),
+    );
+    let answers = vec![(batch[0].id.clone(), false, "y".to_string())];
+    let ids = vec![batch[0].id.clone()];
+    let lease = Duration::from_millis(300);
+    let first = sessions
+        .deliver_as(
+            &id,
+            KEY,
+            "srvtoolu_7",
+            answers.clone(),
+            "req_a:1",
+            Some(lease),
+        )
+        .await
+        .unwrap();
+    assert!(first.round_claimed && !first.replayed);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            sessions
+                .renew_round(&id, KEY, ids.clone(), "req_a:1", lease)
+                .unwrap()
+        );
+    }
+    assert!(
+        !sessions
+            .renew_round(&id, KEY, ids.clone(), "req_b:2", lease)
+            .unwrap()
+    );
+    let other = sessions
+        .deliver_as(
+            &id,
+            KEY,
+            "srvtoolu_7",
+            answers.clone(),
+            "req_b:2",
+            Some(lease),
+        )
+        .await
+        .unwrap();
+    assert!(
+        other.replayed && !other.round_claimed,
+        "renewed: still req_a's"
+    );
+
+    // req_a stops renewing: a retry willing to wait 10 s is told within about one lease.
+    let started = std::time::Instant::now();
+    let lookup = sessions
+        .get_round(&id, KEY, ids.clone(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(lookup, RoundLookup::Resumable);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let taken = sessions
+        .deliver_as(&id, KEY, "srvtoolu_7", answers, "req_b:2", Some(lease))
+        .await
+        .unwrap();
+    assert!(taken.replayed && taken.round_claimed);
+    assert_eq!(finished(&taken).stdout, "y\n");
+    assert!(
+        !sessions
+            .renew_round(&id, KEY, ids.clone(), "req_a:1", lease)
+            .unwrap()
+    );
+    assert!(
+        sessions
+            .renew_round(&id, KEY, ids, "req_b:2", lease)
+            .unwrap()
+    );
 }

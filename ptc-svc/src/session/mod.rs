@@ -61,6 +61,8 @@ pub struct Outcome {
     pub expires_at_unix: i64,
     pub session_closed: bool,
     pub replayed: bool,
+    /// DeliverResults: the caller now serves the round the delivery opened (see `OpenRound`).
+    pub round_claimed: bool,
 }
 
 /// Limits in force for one session (the replica's, possibly tightened by the caller).
@@ -106,6 +108,50 @@ pub struct StoredRound {
     pub stored_at_unix: i64,
 }
 
+/// The round a delivery of results opened (ptc.md 5.6), until its response is stored. While a
+/// request serves it (`claimed`), identical retries wait for the stored response; once released
+/// (client gone, model call failed), a retry re-delivers: it gets the delivery's outcome (the
+/// results reach the code once) and finishes the round itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRound {
+    pub execution_id: String,
+    /// Sorted.
+    pub tool_use_ids: Vec<String>,
+    pub claimed: bool,
+    /// Who serves it (`round_owner` of the delivery); empty when anonymous.
+    pub owner: String,
+    /// When the owner's claim runs out unless renewed (unix ms); `None`: no lease.
+    pub lease_until_ms: Option<i64>,
+}
+
+impl OpenRound {
+    /// A request still serves the round. A lease, not the owner's connection, decides: the owner
+    /// may be between calls (a model call on Bedrock can last minutes), and a crashed translator
+    /// sends no release, so a claim whose owner stopped renewing counts as released and an
+    /// identical retry takes the round over within one lease instead of waiting out the round.
+    pub fn held(&self, now_ms: i64) -> bool {
+        self.claimed && self.lease_until_ms.is_none_or(|until| now_ms < until)
+    }
+
+    /// Claims the round for `owner` for `lease` from `now_ms` (`None`: until stored or released).
+    pub fn claim(&mut self, owner: &str, lease: Option<Duration>, now_ms: i64) {
+        self.claimed = true;
+        owner.clone_into(&mut self.owner);
+        self.lease_until_ms = lease.map(|lease| now_ms + millis(lease));
+    }
+}
+
+/// What GetRound found for a set of ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoundLookup {
+    Found(StoredRound),
+    /// A request still serves the round (the wait ran out).
+    InProgress,
+    /// Released and still resumable by re-delivering the same results.
+    Resumable,
+    NotFound,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// The container is being created.
@@ -141,6 +187,7 @@ pub struct SessionRecord {
     pub execution: Option<ExecutionRecord>,
     pub queue: Vec<QueuedExecution>,
     pub last_round: Option<StoredRound>,
+    pub open_round: Option<OpenRound>,
     pub created_at_ms: i64,
     pub last_activity_ms: i64,
     pub expires_at_ms: i64,

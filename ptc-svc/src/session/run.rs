@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use super::drive::{self, Action};
 use super::manager::{SessionError, Sessions, record_of};
 use super::{
-    ExecutionRecord, Outcome, Phase, QueuedExecution, SegmentKey, SegmentSlot, SessionRecord,
-    now_ms,
+    ExecutionRecord, OpenRound, Outcome, Phase, QueuedExecution, SegmentKey, SegmentSlot,
+    SessionRecord, millis, now_ms,
 };
 
 impl Sessions {
@@ -41,6 +41,7 @@ impl Sessions {
                 break 'plan Err(Replay {
                     receiver: slot.outcome.clone(),
                     replayed: true,
+                    claimed: false,
                 });
             }
             if !record.is_live(now, self.max_lifetime()) {
@@ -70,6 +71,7 @@ impl Sessions {
         self.wait_outcome(Replay {
             receiver,
             replayed: false,
+            claimed: false,
         })
         .await
     }
@@ -81,14 +83,44 @@ impl Sessions {
         execution_id: &str,
         results: Vec<(String, bool, String)>,
     ) -> Result<Outcome, SessionError> {
+        self.deliver_as(container_id, key_id, execution_id, results, "", None)
+            .await
+    }
+
+    /// Delivers results on behalf of `owner`, the request that will serve the round they open,
+    /// claimed for `lease` unless renewed (`None`: until stored or released).
+    pub async fn deliver_as(
+        self: &Arc<Self>,
+        container_id: &str,
+        key_id: &str,
+        execution_id: &str,
+        results: Vec<(String, bool, String)>,
+        owner: &str,
+        lease: Option<Duration>,
+    ) -> Result<Outcome, SessionError> {
         let session = self.lookup(container_id, key_id)?;
         let mut ids: Vec<String> = results.iter().map(|(id, _, _)| id.clone()).collect();
         ids.sort();
-        let key = SegmentKey::Deliver(execution_id.to_owned(), ids);
+        let key = SegmentKey::Deliver(execution_id.to_owned(), ids.clone());
         let plan = 'plan: {
             let mut record = record_of(&session);
             let now = now_ms();
-            if let Some(replay) = replay_of(&record, &key) {
+            if let Some(mut replay) = replay_of(&record, &key) {
+                // A repeat never reaches the code. It serves the round when it is the owner's
+                // own repeat, or takes the round over when released (or its lease ran out).
+                if let Some(open) = record.open_round.as_mut()
+                    && open.execution_id == execution_id
+                    && open.tool_use_ids == ids
+                {
+                    if !open.held(now) {
+                        open.claim(owner, lease, now);
+                        replay.claimed = true;
+                        tracing::info!(container = %container_id, execution_id, "a repeated delivery takes over a released round");
+                    } else if !owner.is_empty() && open.owner == owner {
+                        open.claim(owner, lease, now);
+                        replay.claimed = true;
+                    }
+                }
                 break 'plan Err(replay);
             }
             if !record.is_live(now, self.max_lifetime()) {
@@ -115,12 +147,18 @@ impl Sessions {
                 }
             }
             let answers = match_results(&execution.pending, results)?;
-            let (sender, receiver) = self.begin_segment(&mut record, key.clone(), now);
-            if let (Some(execution), SegmentKey::Deliver(_, ids)) = (record.execution.as_mut(), key)
-            {
+            let (sender, receiver) = self.begin_segment(&mut record, key, now);
+            if let Some(execution) = record.execution.as_mut() {
                 execution.pending.clear();
-                execution.last_delivery = ids;
+                execution.last_delivery.clone_from(&ids);
             }
+            record.open_round = Some(OpenRound {
+                execution_id: execution_id.to_owned(),
+                tool_use_ids: ids,
+                claimed: true,
+                owner: owner.to_owned(),
+                lease_until_ms: lease.map(|lease| now + millis(lease)),
+            });
             Ok((sender, receiver, answers))
         };
         let (sender, receiver, answers) = match plan {
@@ -131,6 +169,7 @@ impl Sessions {
         self.wait_outcome(Replay {
             receiver,
             replayed: false,
+            claimed: true,
         })
         .await
     }
@@ -158,6 +197,7 @@ impl Sessions {
         let Replay {
             mut receiver,
             replayed,
+            claimed,
         } = replay;
         let outcome = receiver
             .wait_for(Option::is_some)
@@ -166,6 +206,7 @@ impl Sessions {
             .clone();
         let mut outcome = outcome.ok_or_else(|| SessionError::Internal("no outcome".into()))?;
         outcome.replayed = replayed;
+        outcome.round_claimed = claimed;
         Ok(outcome)
     }
 }
@@ -173,6 +214,8 @@ impl Sessions {
 struct Replay {
     receiver: watch::Receiver<Option<Outcome>>,
     replayed: bool,
+    /// The caller serves the round this delivery opened.
+    claimed: bool,
 }
 
 /// A repeat of the call that started the current (or last) segment: answer with its outcome.
@@ -181,6 +224,7 @@ fn replay_of(record: &SessionRecord, key: &SegmentKey) -> Option<Replay> {
     (slot.key == *key).then(|| Replay {
         receiver: slot.outcome.clone(),
         replayed: true,
+        claimed: false,
     })
 }
 

@@ -179,6 +179,8 @@ pub async fn deliver(
                     content: (*content).to_owned(),
                 })
                 .collect(),
+            round_owner: String::new(),
+            round_lease_ms: 0,
         })
         .await
         .unwrap()

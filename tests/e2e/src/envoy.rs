@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use xtask::envoy_render::{EnvoyVars, render_envoy};
+use xtask::envoy_render::{EnvoyVars, PtcDnsResolver, render_envoy};
 
 use crate::process::ChildProcess;
 
@@ -37,9 +37,22 @@ pub struct EnvoyExtras {
     /// The PTC router (`envoy/ptc-router.fragment.yaml`): its listener port on 127.0.0.1 and the
     /// ptc-svc replicas it hashes container ids over. `None`: no PTC router.
     pub ptc_router: Option<(u16, Vec<SocketAddr>)>,
+    /// With `ptc_router`: the replicas are found by a DNS name instead (its addresses ignored),
+    /// as in Kubernetes, asked of the given server (`crate::dns::DnsResponder`).
+    pub ptc_dns: Option<PtcDns>,
     /// An OTLP/HTTP collector (`http://host:port`) for Envoy's tracer
     /// (`envoy/tracing.fragment.yaml`).
     pub otel_endpoint: Option<String>,
+}
+
+/// The ptc-svc replicas as one DNS name (a headless Service's stand-in).
+#[derive(Debug, Clone)]
+pub struct PtcDns {
+    pub name: String,
+    /// The port every replica listens on.
+    pub port: u16,
+    /// The DNS server Envoy asks for the name (every 5 s, Envoy's default).
+    pub server: SocketAddr,
 }
 
 /// A running Envoy.
@@ -90,10 +103,15 @@ impl Envoy {
                 .iter()
                 .map(|addr| (addr.ip().to_string(), addr.port()))
                 .collect();
-            let replicas: Vec<(&str, u16)> =
+            let mut replicas: Vec<(&str, u16)> =
                 replicas.iter().map(|(h, p)| (h.as_str(), *p)).collect();
+            let mut resolver = None;
+            if let Some(dns) = &extras.ptc_dns {
+                replicas = vec![(dns.name.as_str(), dns.port)];
+                resolver = Some(PtcDnsResolver { server: dns.server });
+            }
             vars = vars
-                .with_ptc_router("127.0.0.1", *port, &replicas)
+                .with_ptc_router_resolved_by("127.0.0.1", *port, &replicas, resolver)
                 .map_err(|e| anyhow!("adding the PTC router: {e}"))?;
         }
         if let Some(endpoint) = &extras.otel_endpoint {

@@ -2,6 +2,7 @@
 //! run against it (`clients`), and where the tools outside cargo are found (`tools`).
 
 pub mod clients;
+pub mod dns;
 pub mod envoy;
 pub mod process;
 pub mod stack;

@@ -7,7 +7,8 @@
 //! With PTC, translator-svc reaches ptc-svc the way Kubernetes deploys it: through Envoy's PTC
 //! router (`envoy/ptc-router.fragment.yaml`, ring hash on `x-gw-container-id`), with the ptc-svc
 //! replicas knowing each other as peers. Several translator-svc instances share Envoy's translator
-//! cluster round robin.
+//! cluster round robin. With `ptc_behind_dns` Envoy finds the replicas through a DNS name the
+//! harness serves (`crate::dns`, a headless Service's stand-in), and a test can add replicas.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +20,8 @@ use fake_bedrock::FakeBedrock;
 use ratelimit_svc::limiter::ManualClock;
 use tempfile::TempDir;
 
-use crate::envoy::{Envoy, EnvoyExtras, EnvoyOptions};
+use crate::dns::DnsResponder;
+use crate::envoy::{Envoy, EnvoyExtras, EnvoyOptions, PtcDns};
 use crate::process::ChildProcess;
 use crate::tools;
 
@@ -54,6 +56,10 @@ pub struct StackOptions {
     pub ptc_replicas: usize,
     /// Extra ptc-svc variables, for every replica (e.g. a short `PTC_SESSION_IDLE_S`).
     pub ptc_env: Vec<(String, String)>,
+    /// The ptc-svc replicas listen on their own loopback addresses (127.0.0.2-5) at one port and
+    /// Envoy finds them through a DNS name served by the harness (`crate::dns`), as in
+    /// Kubernetes; more can be added while the stack runs (`Stack::add_ptc_replica`).
+    pub ptc_dns: bool,
     /// How many translator-svc instances behind Envoy (at least 1).
     pub translators: usize,
     /// An OTLP/HTTP collector: Envoy and translator-svc export their spans to it.
@@ -69,6 +75,7 @@ impl Default for StackOptions {
             with_ptc: false,
             ptc_replicas: 1,
             ptc_env: Vec::new(),
+            ptc_dns: false,
             translators: 1,
             otel_endpoint: None,
         }
@@ -118,6 +125,13 @@ impl StackOptions {
         self
     }
 
+    /// Put the ptc-svc replicas behind a DNS name (see `StackOptions::ptc_dns`).
+    pub fn ptc_behind_dns(mut self) -> Self {
+        self.with_ptc = true;
+        self.ptc_dns = true;
+        self
+    }
+
     /// A ptc-svc variable for every replica.
     pub fn ptc_env(mut self, name: &str, value: &str) -> Self {
         self.ptc_env.push((name.to_string(), value.to_string()));
@@ -143,6 +157,8 @@ pub struct Stack {
     ratelimit: Option<ratelimit_svc::server::Running>,
     /// ptc-svc replicas (when asked for); terminated gracefully so they remove their containers.
     ptc: Vec<PtcReplica>,
+    /// The DNS name the replicas are found by (`StackOptions::ptc_dns`).
+    ptc_pool: Option<PtcPool>,
     /// The fake Bedrock translator-svc calls; tests enqueue scenarios and read recorded requests.
     pub fake: FakeBedrock,
     /// `http://127.0.0.1:PORT` of the Envoy listener: what clients use as ANTHROPIC_BASE_URL.
@@ -210,7 +226,22 @@ impl Stack {
         .collect();
         let mut ptc = Vec::new();
         let mut ptc_router = None;
-        if let Some(bin) = &ptc_bin {
+        let mut ptc_pool = None;
+        if let Some(bin) = ptc_bin.as_ref().filter(|_| options.ptc_dns) {
+            let pool = PtcPool::start(bin, &options.ptc_env).await?;
+            let addrs: Vec<SocketAddr> = (0..options.ptc_replicas.max(1))
+                .map(|index| pool.addr(index))
+                .collect::<Result<_>>()?;
+            for (index, addr) in addrs.iter().enumerate() {
+                // Every replica, itself included, as the headless Service would answer.
+                let peers: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                ptc.push(
+                    start_ptc(bin, logs.path(), index, *addr, &peers, &options.ptc_env).await?,
+                );
+                pool.dns.add(ipv4(*addr)?);
+            }
+            ptc_pool = Some(pool);
+        } else if let Some(bin) = &ptc_bin {
             // The replicas name each other as peers and translator-svc names the router before
             // any of them listens, so these ports are picked first (bound to port 0, released).
             let ports = free_ports(options.ptc_replicas.max(1))?;
@@ -220,16 +251,39 @@ impl Stack {
                     .filter(|other| *other != port)
                     .map(|other| format!("127.0.0.1:{other}"))
                     .collect();
-                ptc.push(
-                    start_ptc(bin, logs.path(), index, *port, &peers, &options.ptc_env).await?,
-                );
+                let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+                ptc.push(start_ptc(bin, logs.path(), index, addr, &peers, &options.ptc_env).await?);
             }
+        }
+        if !ptc.is_empty() {
             let router_port = free_ports(1)?[0];
             env.push((
                 "PTC_ENDPOINT".to_string(),
                 format!("http://127.0.0.1:{router_port}"),
             ));
             ptc_router = Some((router_port, ptc.iter().map(|r| r.addr).collect()));
+        }
+        let ratelimit = if options.with_ratelimit {
+            let mut config = ratelimit_svc::config::Config::from_lookup(|_| None)
+                .context("ratelimit-svc config")?;
+            config.listen = "127.0.0.1:0".parse()?;
+            config.http_listen = "127.0.0.1:0".parse()?;
+            let clock = ManualClock::starting_now();
+            Some(
+                ratelimit_svc::server::start(&config, Arc::new(clock))
+                    .await
+                    .context("starting ratelimit-svc")?,
+            )
+        } else {
+            None
+        };
+
+        if let Some(running) = &ratelimit {
+            // translator-svc charges the tokens of streams a client abandons (Envoy cannot).
+            env.push((
+                "RATELIMIT_ENDPOINT".to_string(),
+                format!("http://{}", running.grpc_addr),
+            ));
         }
         env.extend(options.translator_env.iter().cloned());
         let mut translators = Vec::new();
@@ -276,21 +330,6 @@ impl Stack {
         let more_translators: Vec<ChildProcess> = translators.collect();
         let translator_url = format!("http://{}", translator_addrs[0]);
 
-        let ratelimit = if options.with_ratelimit {
-            let mut config = ratelimit_svc::config::Config::from_lookup(|_| None)
-                .context("ratelimit-svc config")?;
-            config.listen = "127.0.0.1:0".parse()?;
-            config.http_listen = "127.0.0.1:0".parse()?;
-            let clock = ManualClock::starting_now();
-            Some(
-                ratelimit_svc::server::start(&config, Arc::new(clock))
-                    .await
-                    .context("starting ratelimit-svc")?,
-            )
-        } else {
-            None
-        };
-
         let envoy = Envoy::start_with(
             EnvoyOptions {
                 envoy_bin,
@@ -303,6 +342,11 @@ impl Stack {
             EnvoyExtras {
                 more_translators: translator_addrs[1..].to_vec(),
                 ptc_router,
+                ptc_dns: ptc_pool.as_ref().map(|pool| PtcDns {
+                    name: pool.dns.name().to_string(),
+                    port: pool.port,
+                    server: pool.dns.addr(),
+                }),
                 otel_endpoint: options.otel_endpoint.clone(),
             },
         )
@@ -315,6 +359,7 @@ impl Stack {
             more_translators,
             ratelimit,
             ptc,
+            ptc_pool,
             fake,
             url,
             master_key,
@@ -377,6 +422,57 @@ impl Stack {
             .collect()
     }
 
+    /// Starts one more ptc-svc replica behind the DNS name (`StackOptions::ptc_behind_dns`),
+    /// knowing every replica as its peer, itself included, and returns its address once Envoy's
+    /// PTC router has it among its hosts.
+    pub async fn add_ptc_replica(&mut self) -> Result<SocketAddr> {
+        let Some(pool) = &self.ptc_pool else {
+            anyhow::bail!("add_ptc_replica needs StackOptions::ptc_behind_dns");
+        };
+        let index = self.ptc.len();
+        let addr = pool.addr(index)?;
+        let mut peers: Vec<String> = self.ptc.iter().map(|r| r.addr.to_string()).collect();
+        peers.push(addr.to_string());
+        let replica =
+            start_ptc(&pool.bin, self.logs.path(), index, addr, &peers, &pool.env).await?;
+        self.ptc.push(replica);
+        pool.dns.add(ipv4(addr)?);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.ptc_router_hosts().await?.contains(&addr) {
+                return Ok(addr);
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "Envoy's PTC router did not pick up {addr} within 20 s (DNS answered {} A queries)\n{}",
+                    pool.dns.answered(),
+                    self.envoy.log_tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The hosts Envoy's PTC router cluster (`ptc`) holds right now, from the admin interface.
+    pub async fn ptc_router_hosts(&self) -> Result<Vec<SocketAddr>> {
+        let text = self
+            .http()
+            .get(format!("{}/clusters", self.envoy_admin_url()))
+            .send()
+            .await?
+            .text()
+            .await?;
+        // Lines `ptc::127.0.0.2:41234::cx_active::0`, one per host and statistic.
+        let mut hosts: Vec<SocketAddr> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("ptc::"))
+            .filter_map(|rest| rest.split("::").next()?.parse().ok())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        Ok(hosts)
+    }
+
     /// Where the logs are written.
     pub fn log_dir(&self) -> PathBuf {
         self.logs.path().to_path_buf()
@@ -422,18 +518,18 @@ struct PtcReplica {
     addr: SocketAddr,
 }
 
-/// Starts ptc-svc replica `index` on loopback `port` (its own replica id, so its containers are
+/// Starts ptc-svc replica `index` on loopback `addr` (its own replica id, so its containers are
 /// its own), knowing `peers`, and returns it once it is listening.
 async fn start_ptc(
     bin: &std::path::Path,
     log_dir: &std::path::Path,
     index: usize,
-    port: u16,
+    addr: SocketAddr,
     peers: &[String],
     extra_env: &[(String, String)],
 ) -> Result<PtcReplica> {
     let mut env: Vec<(String, String)> = [
-        ("PTC_LISTEN", format!("127.0.0.1:{port}")),
+        ("PTC_LISTEN", addr.to_string()),
         ("PTC_PEERS", peers.join(",")),
         (
             "PTC_REPLICA_ID",
@@ -475,6 +571,69 @@ async fn start_ptc(
         .parse()
         .with_context(|| format!("ptc-svc printed a bad local_addr: {addr}"))?;
     Ok(PtcReplica { process: ptc, addr })
+}
+
+/// The most replicas a DNS-named pool holds (127.0.0.2 up to 127.0.0.5).
+const PTC_POOL_MAX: u8 = 4;
+
+/// ptc-svc replicas behind one DNS name, like a headless Service: each listens on its own address
+/// in 127.0.0.2-5 (all loopback on Linux) at one port, and the responder answers the live ones.
+struct PtcPool {
+    dns: DnsResponder,
+    port: u16,
+    bin: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl PtcPool {
+    async fn start(bin: &std::path::Path, env: &[(String, String)]) -> Result<Self> {
+        let dns = DnsResponder::start("ptc-svc.gateway-e2e.test", &[]).await?;
+        let port = free_pool_port()?;
+        Ok(Self {
+            dns,
+            port,
+            bin: bin.to_path_buf(),
+            env: env.to_vec(),
+        })
+    }
+
+    /// Replica `index`'s address. Later replicas get lower addresses: a new replica's own address
+    /// then sorts first among its peers, so the call to itself (a headless Service's answer
+    /// includes the asker) really happens before the owner is found.
+    fn addr(&self, index: usize) -> Result<SocketAddr> {
+        let index = u8::try_from(index).ok().filter(|i| *i < PTC_POOL_MAX);
+        let Some(index) = index else {
+            anyhow::bail!("a DNS-named ptc-svc pool holds at most {PTC_POOL_MAX} replicas");
+        };
+        let last = 1 + PTC_POOL_MAX - index;
+        Ok(SocketAddr::from(([127, 0, 0, last], self.port)))
+    }
+}
+
+/// A port free on every pool address right now (bound together, then released).
+fn free_pool_port() -> Result<u16> {
+    for _ in 0..20 {
+        let probe =
+            std::net::TcpListener::bind("127.0.0.1:0").context("binding a loopback port")?;
+        let port = probe.local_addr()?.port();
+        let free = (0..PTC_POOL_MAX)
+            .map(|i| std::net::TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 0, 2 + i), port)))
+            .collect::<std::io::Result<Vec<_>>>();
+        if free.is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!(
+        "no port free on 127.0.0.2-{} after 20 tries",
+        1 + PTC_POOL_MAX
+    )
+}
+
+fn ipv4(addr: SocketAddr) -> Result<std::net::Ipv4Addr> {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => Ok(ip),
+        std::net::IpAddr::V6(ip) => anyhow::bail!("{ip} is not IPv4"),
+    }
 }
 
 /// `n` distinct loopback ports nothing listens on right now: bound to port 0 together, then

@@ -240,6 +240,7 @@ async fn the_admin_portal_in_a_real_browser() {
 
     let pages = browser.expect_step("pages_checked").await;
     assert_eq!(pages["budget_state"], "ok", "{pages:#}");
+    assert_eq!(pages["sonnet_aliases"], "claude-sonnet-4-5", "{pages:#}");
     assert!(
         pages["error_message"]
             .as_str()

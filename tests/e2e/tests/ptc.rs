@@ -2,8 +2,13 @@
 //! ptc-svc running the code in real Docker sandboxes (reached through Envoy's PTC router, as in
 //! Kubernetes), and the fake Bedrock, driven by the Python SDK's beta client
 //! (`tests/clients/python_sdk.py`, the `ptc_*` cases), non-streaming and streaming.
-// Test code: a failed step fails the test by panicking.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Test code: a failed step fails the test by panicking; timings go to the test's output.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -382,39 +387,75 @@ async fn access_log(stack: &Stack, ready: impl Fn(&[Value]) -> bool) -> Vec<Valu
     }
 }
 
-/// Spec 9 and 18.11: two translator-svc instances (round robin) and two ptc-svc replicas
-/// (consistent hashing on the container id through Envoy's PTC router, as deployed in
-/// Kubernetes): five-round conversations succeed with consecutive rounds on different translator
-/// instances, every sandbox call of a container lands on the replica that created it, and both
-/// replicas hold sessions. `/health/ptc` through the gateway reports both.
+/// The code of the five-round conversations: one call, one call, two at once, one call, done.
+const FIVE_ROUND_CODE: &str = r#"a = await get_weather(city="Paris")
+b = await get_weather(city="Oslo")
+c = await asyncio.gather(get_weather(city="Bern"), get_weather(city="Kyiv"))
+d = await get_weather(city="Nice")
+print("|".join([a, b, *c, d]))
+"#;
+const FIVE_ROUND_STDOUT: &str =
+    "sunny-in-Paris|sunny-in-Oslo|sunny-in-Bern|sunny-in-Kyiv|sunny-in-Nice\n";
+
+/// For each container: the PTC router upstreams its calls went to, from Envoy's access log, once
+/// every container in `containers` has at least one line.
+async fn ptc_upstreams(stack: &Stack, containers: &[String]) -> BTreeMap<String, BTreeSet<String>> {
+    let lines = access_log(stack, |lines| {
+        containers.iter().all(|c| {
+            lines
+                .iter()
+                .any(|l| l["listener"] == "ptc_router" && l["container"] == c.as_str())
+        })
+    })
+    .await;
+    let mut owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in lines {
+        if line["listener"] == "ptc_router" && line["container"] != "-" {
+            owners
+                .entry(line["container"].as_str().unwrap().to_string())
+                .or_default()
+                .insert(line["upstream"].as_str().unwrap().to_string());
+        }
+    }
+    owners
+}
+
+/// Spec 9 and 18.11 item 11: two translator-svc instances (round robin) and two ptc-svc replicas
+/// behind Envoy's PTC router as deployed in Kubernetes (ring hash on the container id, the
+/// replicas found through one DNS name, each knowing every replica as a peer, itself included):
+/// item 1's conversation (five rounds) passes 20 times in a row, consecutive rounds on different
+/// translator instances, every sandbox call of a container on the replica that created it, and
+/// both replicas hold sessions. `/health/ptc` through the gateway reports both.
+///
+/// The conversations run one after another: Envoy's round robin is global, so concurrent
+/// conversations could put two consecutive rounds of one of them on the same translator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_translators_and_two_ptc_replicas_serve_five_round_conversations() {
-    // Up to 12 sessions of one key may land on one replica before the other gets one.
+async fn two_translators_and_two_ptc_replicas_pass_item_1_twenty_times_in_a_row() {
+    const RUNS: usize = 20;
+    // Sessions stay open after their conversation; all 20 may hash to one replica.
     let options = StackOptions::default()
+        .ptc_behind_dns()
         .ptc_replicas(2)
         .translators(2)
-        .ptc_env("PTC_MAX_SESSIONS_PER_KEY", "16");
+        .ptc_env("PTC_MAX_SESSIONS_PER_KEY", "24");
     let Some(run) = Run::start(options).await else {
         return;
     };
     let stack = &run.stack;
     let replicas: Vec<SocketAddr> = stack.ptc_replicas().iter().map(|(a, _)| *a).collect();
     assert_eq!(replicas.len(), 2);
+    assert_eq!(stack.ptc_router_hosts().await.unwrap(), {
+        let mut sorted = replicas.clone();
+        sorted.sort();
+        sorted
+    });
     let translators = stack.translator_addrs.clone();
     assert_eq!(translators.len(), 2);
-    let code = r#"a = await get_weather(city="Paris")
-b = await get_weather(city="Oslo")
-c = await asyncio.gather(get_weather(city="Bern"), get_weather(city="Kyiv"))
-d = await get_weather(city="Nice")
-print("|".join([a, b, *c, d]))
-"#;
-    // Each new container hashes to either replica: run conversations (at least three) until both
-    // own one (the chance that 12 in a row land on the same replica is 1 in 2048).
+    let started = std::time::Instant::now();
     let mut conversations: Vec<Value> = Vec::new();
-    let mut owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for n in 0..12 {
+    for n in 0..RUNS {
         let id = format!("toolu_bdrk_01E2eRound{n}");
-        stack.fake.enqueue(code_call(&id, code));
+        stack.fake.enqueue(code_call(&id, FIVE_ROUND_CODE));
         stack.fake.enqueue(after_code("All five cities are sunny."));
         // Every other conversation streams.
         let out = run
@@ -435,36 +476,24 @@ print("|".join([a, b, *c, d]))
         assert_eq!(
             stops,
             ["tool_use", "tool_use", "tool_use", "tool_use", "end_turn"],
-            "{out}"
+            "run {n}: {out}"
         );
         let result = code_result(&rounds[4], &id.replacen("toolu_", "srvtoolu_", 1));
-        assert_eq!(
-            result["stdout"],
-            "sunny-in-Paris|sunny-in-Oslo|sunny-in-Bern|sunny-in-Kyiv|sunny-in-Nice\n"
-        );
-        let container = out["container"].as_str().unwrap().to_string();
+        assert_eq!(result["stdout"], FIVE_ROUND_STDOUT, "run {n}: {out}");
         conversations.push(out);
-
-        owners.clear();
-        let lines = access_log(stack, |lines| {
-            lines
-                .iter()
-                .any(|l| l["listener"] == "ptc_router" && l["container"] == container.as_str())
-        })
-        .await;
-        for line in lines {
-            if line["listener"] == "ptc_router" && line["container"] != "-" {
-                owners
-                    .entry(line["container"].as_str().unwrap().to_string())
-                    .or_default()
-                    .insert(line["upstream"].as_str().unwrap().to_string());
-            }
-        }
-        let used: BTreeSet<&String> = owners.values().flatten().collect();
-        if n >= 2 && used.len() == 2 {
-            break;
-        }
     }
+    eprintln!(
+        "{RUNS} five-round PTC conversations in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(stack.fake.queued().is_empty());
+    let containers: Vec<String> = conversations
+        .iter()
+        .map(|c| c["container"].as_str().unwrap().to_string())
+        .collect();
+    let distinct: BTreeSet<&String> = containers.iter().collect();
+    assert_eq!(distinct.len(), RUNS, "one container per conversation");
+    let owners = ptc_upstreams(stack, &containers).await;
 
     // Ring hash: all calls for one container went to one replica, the one that created it.
     let logs = stack.ptc_replicas();
@@ -591,4 +620,345 @@ print("|".join([a, b, *c, d]))
     expected.sort_unstable();
     assert_eq!(counts, expected, "{health}");
     assert_eq!(health["limits"]["network"], "none", "{health}");
+}
+
+/// A PTC conversation driven over raw HTTP, the way the SDK's beta client sends it, so a test can
+/// stop between rounds.
+struct Conversation {
+    messages: Vec<Value>,
+    container: Option<String>,
+    /// Each round's response and request id.
+    rounds: Vec<(Value, String)>,
+}
+
+impl Conversation {
+    fn new(text: &str) -> Self {
+        Self {
+            messages: vec![json!({"role": "user", "content": text})],
+            container: None,
+            rounds: Vec::new(),
+        }
+    }
+
+    /// Sends the next round and answers its sandbox calls (each city is sunny) for the one after.
+    async fn round(&mut self, stack: &Stack) -> &Value {
+        let mut body = json!({
+            "model": MODEL,
+            "max_tokens": 1024,
+            "tools": [
+                {"type": CALLER, "name": "code_execution"},
+                {
+                    "name": "get_weather",
+                    "description": "The current weather of a city.",
+                    "input_schema": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}},
+                        "required": ["city"]
+                    },
+                    "allowed_callers": [CALLER]
+                }
+            ],
+            "messages": self.messages,
+        });
+        if let Some(container) = &self.container {
+            body["container"] = json!(container);
+        }
+        let response = stack
+            .http()
+            .post(format!("{}/v1/messages?beta=true", stack.url))
+            .header("x-api-key", &stack.master_key)
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "advanced-tool-use-2025-11-20")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let request_id = response
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let message: Value = response.json().await.unwrap();
+        assert_eq!(
+            status,
+            200,
+            "round {} of {:?}: {message}",
+            self.rounds.len() + 1,
+            self.container
+        );
+        if let Some(container) = message["container"]["id"].as_str() {
+            self.container = Some(container.to_string());
+        }
+        let answers: Vec<Value> = message["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "tool_use" && !b["caller"].is_null())
+            .map(|call| {
+                json!({
+                    "type": "tool_result",
+                    "tool_use_id": call["id"],
+                    "content": format!("sunny-in-{}", call["input"]["city"].as_str().unwrap()),
+                })
+            })
+            .collect();
+        self.messages
+            .push(json!({"role": "assistant", "content": message["content"]}));
+        if !answers.is_empty() {
+            self.messages
+                .push(json!({"role": "user", "content": answers}));
+        }
+        self.rounds.push((message, request_id));
+        &self.rounds.last().unwrap().0
+    }
+
+    fn container(&self) -> &str {
+        self.container.as_deref().unwrap()
+    }
+}
+
+/// Spec 9 and 18.11 item 11, second half: a third ptc-svc replica joins while conversations are
+/// paused mid-way. Envoy's DNS-discovered ring (the harness's responder stands in for the
+/// headless Service) moves about a third of the container ids to it; it does not hold them, asks
+/// its peers (itself among them, as a headless Service answers: harmless), forwards to the owner,
+/// and every conversation finishes on its own session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_ptc_replica_joining_mid_conversation_loses_no_session() {
+    // About a third of the ids move (measured: 2 to 7 of 16); none of 24 moves with a chance
+    // below 0.1 %.
+    const CONVERSATIONS: usize = 24;
+    let options = StackOptions::default()
+        .ptc_behind_dns()
+        .ptc_replicas(2)
+        .translators(2)
+        .ptc_env("PTC_MAX_SESSIONS_PER_KEY", "32")
+        // Forwarding logs each peer that does not hold an id at debug level.
+        .ptc_env("LOG_LEVEL", "info,ptc_svc::api::forward=debug");
+    let Some(mut run) = Run::start(options).await else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let mut conversations: Vec<Conversation> = Vec::new();
+    // The fake hands a new task the first queued scenario, whatever it is for: all code calls
+    // first, since first rounds run concurrently.
+    for n in 0..CONVERSATIONS {
+        run.stack.fake.enqueue(code_call(
+            &format!("toolu_bdrk_01E2eJoin{n}"),
+            FIVE_ROUND_CODE,
+        ));
+    }
+    for _ in 0..CONVERSATIONS {
+        run.stack
+            .fake
+            .enqueue(after_code("All five cities are sunny."));
+    }
+    // Two rounds each (the session exists and its execution is paused), a few at a time.
+    for chunk in (0..CONVERSATIONS).collect::<Vec<_>>().chunks(4) {
+        let stack = &run.stack;
+        let mut batch: Vec<Conversation> = chunk
+            .iter()
+            .map(|n| Conversation::new(&format!("Five rounds of weather, please ({n}).")))
+            .collect();
+        futures_join(batch.iter_mut().map(|c| async move {
+            for _ in 0..2 {
+                let message = c.round(stack).await;
+                assert_eq!(message["stop_reason"], "tool_use", "{message}");
+            }
+        }))
+        .await;
+        conversations.extend(batch);
+    }
+    let before_join = ptc_upstreams(
+        &run.stack,
+        &conversations
+            .iter()
+            .map(|c| c.container().to_string())
+            .collect::<Vec<_>>(),
+    )
+    .await;
+
+    let joined = run.stack.add_ptc_replica().await.unwrap();
+    let stack = &run.stack;
+    assert_eq!(stack.ptc_router_hosts().await.unwrap().len(), 3);
+    // When the new replica started listening, as UTC to the millisecond: every later sandbox call
+    // belongs to rounds 3 to 5. (Envoy writes access logs in batches, so a position in its log
+    // would not separate the calls before the join from those after it.)
+    let joined_at: String = stack
+        .ptc_replicas()
+        .iter()
+        .find(|(a, _)| *a == joined)
+        .and_then(|(_, log)| log.lines().find(|l| l.contains("ptc-svc listening")))
+        .and_then(|line| line.get(..23))
+        .expect("the new replica's start line")
+        .to_string();
+
+    // Every conversation continues where it paused: rounds 3 to 5, one conversation at a time.
+    for (n, conversation) in conversations.iter_mut().enumerate() {
+        assert_eq!(conversation.round(stack).await["stop_reason"], "tool_use");
+        assert_eq!(conversation.round(stack).await["stop_reason"], "tool_use");
+        let last = conversation.round(stack).await;
+        assert_eq!(last["stop_reason"], "end_turn", "{last}");
+        let result = last["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "code_execution_tool_result")
+            .unwrap_or_else(|| panic!("no code result in {last}"));
+        assert_eq!(
+            result["content"]["stdout"], FIVE_ROUND_STDOUT,
+            "conversation {n}: {last}"
+        );
+        let containers: BTreeSet<String> = conversation
+            .rounds
+            .iter()
+            .map(|(m, _)| m["container"]["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(containers.len(), 1, "the session changed: {containers:?}");
+    }
+    eprintln!(
+        "{CONVERSATIONS} conversations across the join in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(stack.fake.queued().is_empty());
+
+    // What Envoy did after the join: the router's lines for our containers, per container.
+    let containers: Vec<String> = conversations
+        .iter()
+        .map(|c| c.container().to_string())
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let after_join: Vec<Value> = loop {
+        // `time` is `2026-11-26T02:42:18.503Z`: text order is time order.
+        let lines: Vec<Value> = stack
+            .envoy_log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+            .filter(|l| l["listener"] == "ptc_router" && l["container"] != "-")
+            .filter(|l| l["time"].as_str().unwrap_or_default() >= joined_at.as_str())
+            .collect();
+        let seen: BTreeSet<&str> = lines
+            .iter()
+            .filter_map(|l| l["container"].as_str())
+            .collect();
+        if containers.iter().all(|c| seen.contains(c.as_str()))
+            || std::time::Instant::now() > deadline
+        {
+            break lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let joined_name = joined.to_string();
+    let logs = stack.ptc_replicas();
+    let log_of = |replica: &str| -> &String {
+        &logs
+            .iter()
+            .find(|(a, _)| a.to_string() == replica)
+            .unwrap_or_else(|| panic!("{replica} is no ptc-svc replica"))
+            .1
+    };
+    // Container ids that changed replica: to the new one, or (the ring's points per host shrink
+    // as hosts are added) from one old replica to the other.
+    let mut moved_to_joined = Vec::new();
+    let mut moved_between_old = Vec::new();
+    for container in &containers {
+        // Before the join one replica, the creator, served every call of the container.
+        let before = before_join.get(container).unwrap();
+        assert_eq!(before.len(), 1, "{container} went to {before:?}");
+        let owner = before.iter().next().unwrap().clone();
+        assert!(
+            log_of(&owner)
+                .lines()
+                .any(|l| l.contains("session created") && l.contains(container.as_str())),
+            "{owner} did not create {container}"
+        );
+        let lines: Vec<&Value> = after_join
+            .iter()
+            .filter(|l| l["container"] == container.as_str())
+            .collect();
+        let upstreams: BTreeSet<&str> = lines
+            .iter()
+            .map(|l| l["upstream"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            upstreams.len(),
+            1,
+            "{container} after the join: {upstreams:?}"
+        );
+        for line in &lines {
+            assert_eq!(line["grpc_status"], "OK", "{line}");
+        }
+        let now = *upstreams.first().unwrap();
+        if now == owner {
+            continue;
+        }
+        // The replica the ring names now does not hold the session: it found the owner among its
+        // peers and forwarded every call there.
+        let forwards = log_of(now)
+            .lines()
+            .filter(|l| {
+                l.contains("call forwarded to the owning peer")
+                    && l.contains(container.as_str())
+                    && l.contains(&format!("peer={owner}"))
+            })
+            .count();
+        assert_eq!(
+            forwards,
+            lines.len(),
+            "{now} did not forward each call for {container} to {owner}\n{}",
+            log_of(now)
+        );
+        if now == joined_name {
+            // Its own address sorts first among its peers (the harness gives later replicas lower
+            // addresses): it asked itself, was told NOT_FOUND, and went on to the owner.
+            assert!(
+                log_of(now)
+                    .lines()
+                    .any(|l| l.contains("peer does not hold it")
+                        && l.contains(container.as_str())
+                        && l.contains(&format!("peer={joined}"))),
+                "{joined} did not ask itself about {container}\n{}",
+                log_of(now)
+            );
+            moved_to_joined.push(container.clone());
+        } else {
+            moved_between_old.push(container.clone());
+        }
+    }
+    eprintln!(
+        "of {CONVERSATIONS} container ids, {} moved to the new replica {joined} and {} between the \
+         old ones",
+        moved_to_joined.len(),
+        moved_between_old.len()
+    );
+    assert!(
+        !moved_to_joined.is_empty(),
+        "the ring moved no container id to {joined}: {after_join:?}"
+    );
+    assert!(
+        moved_to_joined.len() + moved_between_old.len() < CONVERSATIONS,
+        "a ring hash moves only a fraction of the ids"
+    );
+    // The new replica owns no session: every call it got was forwarded.
+    let joined_log = log_of(&joined_name);
+    assert!(
+        !joined_log.contains("session created"),
+        "{joined} created a session:\n{joined_log}"
+    );
+}
+
+/// Runs the futures concurrently on this task (no spawn: they borrow the stack).
+async fn futures_join<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let futures: Vec<_> = futures.map(Box::pin).collect();
+    let mut pending = futures;
+    std::future::poll_fn(move |cx| {
+        pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }

@@ -102,6 +102,7 @@ pub fn builtin(name: &str) -> Option<Scenario> {
                 output_tokens: None,
                 cache_read_input_tokens: Some(1800),
                 cache_creation_input_tokens: Some(600),
+                ..Default::default()
             }),
             ..Scenario::text("Reply with cache usage.")
         },

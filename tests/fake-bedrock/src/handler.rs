@@ -169,7 +169,7 @@ impl Call<'_> {
                 event_frame("chunk", &with_padding(json!({ "bytes": bytes })))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut headers = self.tier_echo();
+        let mut headers = tier_header(reply);
         headers.insert(
             "x-amzn-bedrock-content-type",
             HeaderValue::from_static("application/json"),
@@ -183,7 +183,7 @@ impl Call<'_> {
     fn invoke_json(&self, reply: &Reply) -> Response {
         let mut response = json_response(&invoke::response_json(reply));
         let headers = response.headers_mut();
-        headers.extend(self.tier_echo());
+        headers.extend(tier_header(reply));
         for (name, value) in [
             ("x-amzn-bedrock-input-token-count", reply.usage.input_tokens),
             (
@@ -196,15 +196,20 @@ impl Call<'_> {
         }
         response
     }
+}
 
-    /// Invoke echoes the tier it ran in `x-amzn-bedrock-service-tier` when one was asked for.
-    fn tier_echo(&self) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Some(tier) = self.headers.get(TIER_HEADER) {
-            headers.insert(TIER_HEADER, tier.clone());
-        }
-        headers
+/// Invoke reports the tier it ran in `x-amzn-bedrock-service-tier` (the requested one, or the
+/// scenario's `served_tier` when the call overflowed to another tier).
+fn tier_header(reply: &Reply) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(tier) = reply
+        .service_tier
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        headers.insert(TIER_HEADER, tier);
     }
+    headers
 }
 
 fn json_response(body: &Value) -> Response {

@@ -49,6 +49,11 @@ pub struct Scenario {
     /// the scenario stays queued for the retry without the tier.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reject_service_tiers: Vec<String>,
+    /// The tier Bedrock reports it ran the call at (Converse `serviceTier`, Invoke
+    /// `x-amzn-bedrock-service-tier`), e.g. `default` for a `priority` or `reserved` request that
+    /// overflowed to the standard tier. Unset: the requested tier, reported only when one was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_tier: Option<String>,
     /// ConverseStream ends after `messageStop` without `metadata`.
     pub omit_metadata: bool,
     /// The stream just ends after this many events (no stop event).
@@ -106,6 +111,11 @@ pub struct Usage {
     pub cache_read_input_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_creation_input_tokens: Option<u64>,
+    /// How many of the cache writes were 1-hour writes (the rest are 5-minute ones). Set: Invoke
+    /// reports `usage.cache_creation` per TTL and Converse `usage.cacheDetails`, as Bedrock does
+    /// for Claude; unset: only the total, as for models without TTL reporting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_creation_1h_input_tokens: Option<u64>,
 }
 
 /// An error answered before any reply byte.

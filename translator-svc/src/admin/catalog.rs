@@ -96,7 +96,7 @@ pub async fn delete_price(State(state): State<AppState>, Path(model): Path<Strin
 pub struct BuiltinModels(pub Arc<Vec<Value>>);
 
 impl BuiltinModels {
-    /// The listed built-in entries with the backend each resolves to.
+    /// The listed built-in entries with the backend each resolves to and their unlisted aliases.
     pub fn from_config(config: &crate::config::Config) -> BuiltinModels {
         let backend = match config.claude_api {
             crate::config::ClaudeApi::Invoke => crate::models::Backend::Invoke,
@@ -121,6 +121,7 @@ impl BuiltinModels {
                     "backend": backend,
                     "display_name": entry.display_name,
                     "max_output_tokens": entry.max_output_tokens,
+                    "aliases": table.builtin_aliases(&entry.key),
                 })
             })
             .collect();

@@ -54,6 +54,8 @@ pub struct Counters {
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
+    /// The 1-hour share of `cache_write_tokens` (priced at 2x input, 5-minute writes at 1.25x).
+    pub cache_write_1h_tokens: u64,
     pub cost_nanos: u64,
 }
 
@@ -66,6 +68,7 @@ impl Counters {
             output_tokens: num("output_tokens"),
             cache_read_tokens: num("cache_read_tokens"),
             cache_write_tokens: num("cache_write_tokens"),
+            cache_write_1h_tokens: num("cache_write_1h_tokens"),
             cost_nanos: num("cost_nanos"),
         }
     }
@@ -76,6 +79,7 @@ impl Counters {
         self.output_tokens += o.output_tokens;
         self.cache_read_tokens += o.cache_read_tokens;
         self.cache_write_tokens += o.cache_write_tokens;
+        self.cache_write_1h_tokens += o.cache_write_1h_tokens;
         self.cost_nanos += o.cost_nanos;
     }
 
@@ -197,6 +201,10 @@ fn request_json(item: &Item) -> serde_json::Value {
         "latency_ms": num("latency_ms"),
         "ttft_ms": num("ttft_ms"),
         "cost_usd": nanos_to_usd(num("cost_nanos").unwrap_or(0)),
+        // The model calls of one PTC round share a request id (ptc.md 16).
+        "ptc_model_call": num("ptc_model_call"),
+        "container_id": get_s(item, "container_id"),
+        "execution_id": get_s(item, "execution_id"),
     })
 }
 

@@ -25,6 +25,12 @@ fn call_context(ctx: &Ctx, headers: &HeaderMap) -> CallContext {
             .get("x-claude-code-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        ptc: None,
+        // Trusted like every x-gw-* header: only with Envoy's internal secret.
+        tpm: ctx
+            .trusted
+            .then(|| headers.get("x-gw-tpm")?.to_str().ok()?.trim().parse().ok())
+            .flatten(),
     }
 }
 

@@ -341,17 +341,7 @@ impl Bedrock for SdkBedrock {
         })
     }
 
-    fn invoke_stream(
-        &self,
-        call: InvokeCall,
-    ) -> BoxFuture<'_, Result<EventStream<Value>, BedrockError>> {
-        Box::pin(async move { Ok(self.invoke_stream_call(call).await?.events) })
-    }
-
-    fn invoke_stream_with_tier(
-        &self,
-        call: InvokeCall,
-    ) -> BoxFuture<'_, Result<InvokeStream, BedrockError>> {
+    fn invoke_stream(&self, call: InvokeCall) -> BoxFuture<'_, Result<InvokeStream, BedrockError>> {
         Box::pin(self.invoke_stream_call(call))
     }
 

@@ -401,7 +401,10 @@ async fn mid_stream_exceptions_keep_their_kind() {
                     .converse_stream(converse_call(simple_converse("hi")))
                     .await
             } else {
-                bedrock.invoke_stream(invoke_call("hi")).await
+                bedrock
+                    .invoke_stream(invoke_call("hi"))
+                    .await
+                    .map(|s| s.events)
             };
             let items: Vec<Result<serde_json::Value, BedrockError>> =
                 stream.unwrap().collect().await;
@@ -516,7 +519,11 @@ async fn dropping_an_invoke_stream_closes_the_upstream_connection() {
     let (url, closed) =
         raw_stream_server(vec![frame("chunk", json!({"bytes": event, "p": "abcdef"}))]).await;
     let bedrock = client_for(&url);
-    let mut stream = bedrock.invoke_stream(invoke_call("hi")).await.unwrap();
+    let mut stream = bedrock
+        .invoke_stream(invoke_call("hi"))
+        .await
+        .unwrap()
+        .events;
     assert_eq!(
         stream.next().await.unwrap().unwrap(),
         json!({"type": "ping"})
@@ -562,6 +569,7 @@ async fn non_json_invoke_chunk_is_a_decode_error() {
         .invoke_stream(invoke_call("hi"))
         .await
         .unwrap()
+        .events
         .collect()
         .await;
     assert_eq!(items.len(), 1);

@@ -238,6 +238,7 @@ async fn converse_response_json_has_the_wire_shape() {
         output_tokens: Some(7),
         cache_read_input_tokens: Some(3),
         cache_creation_input_tokens: Some(2),
+        cache_creation_1h_input_tokens: None,
     });
     fake.enqueue(scenario);
     let call = ConverseCall {
@@ -392,7 +393,7 @@ async fn invoke_stream_yields_decoded_anthropic_events() {
         service_tier: Some("flex".into()),
         ..invoke_call("hello")
     };
-    let stream = bedrock.invoke_stream_with_tier(call).await.unwrap();
+    let stream = bedrock.invoke_stream(call).await.unwrap();
     assert_eq!(stream.service_tier.as_deref(), Some("flex"));
     let events: Vec<Value> = stream.events.map(|e| e.unwrap()).collect().await;
     assert_eq!(events[0]["type"], "message_start");
@@ -409,14 +410,22 @@ async fn invoke_stream_yields_decoded_anthropic_events() {
     let recorded = &fake.requests()[0];
     assert_eq!(recorded.operation, Operation::InvokeStream);
     assert_eq!(recorded.header("x-amzn-bedrock-service-tier"), Some("flex"));
-    // The plain trait method gives the same events.
-    let events: Vec<_> = bedrock
-        .invoke_stream(invoke_call("again"))
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    // A priority call Bedrock ran on the standard tier reports `default`: that is what is billed.
+    fake.enqueue(Scenario {
+        served_tier: Some("default".into()),
+        ..Scenario::text("overflowed")
+    });
+    let call = InvokeCall {
+        service_tier: Some("priority".into()),
+        ..invoke_call("again")
+    };
+    let stream = bedrock.invoke_stream(call).await.unwrap();
+    assert_eq!(stream.service_tier.as_deref(), Some("default"));
+    let events: Vec<_> = stream.events.collect().await;
     assert!(events.iter().all(Result::is_ok));
+    // No tier asked, none reported.
+    let stream = bedrock.invoke_stream(invoke_call("plain")).await.unwrap();
+    assert_eq!(stream.service_tier, None);
 }
 
 #[tokio::test]

@@ -74,25 +74,9 @@ pub struct ConverseCall {
 pub trait Bedrock: Send + Sync {
     fn invoke(&self, call: InvokeCall) -> BoxFuture<'_, Result<InvokeOutput, BedrockError>>;
 
-    /// One decoded Anthropic event JSON per `chunk` (base64 already decoded, JSON parsed).
-    fn invoke_stream(
-        &self,
-        call: InvokeCall,
-    ) -> BoxFuture<'_, Result<EventStream<serde_json::Value>, BedrockError>>;
-
-    /// Like `invoke_stream`, also returning the tier from the response headers (spec 10.6).
-    fn invoke_stream_with_tier(
-        &self,
-        call: InvokeCall,
-    ) -> BoxFuture<'_, Result<InvokeStream, BedrockError>> {
-        Box::pin(async move {
-            let events = self.invoke_stream(call).await?;
-            Ok(InvokeStream {
-                events,
-                service_tier: None,
-            })
-        })
-    }
+    /// One decoded Anthropic event JSON per `chunk` (base64 already decoded, JSON parsed), with
+    /// the tier Bedrock reported in the response headers (spec 10.6).
+    fn invoke_stream(&self, call: InvokeCall) -> BoxFuture<'_, Result<InvokeStream, BedrockError>>;
 
     /// The Converse response JSON exactly as the HTTP API returns it.
     fn converse(

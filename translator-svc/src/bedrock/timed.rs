@@ -94,22 +94,9 @@ impl Bedrock for Timed {
         Box::pin(timed("invoke", self.inner.invoke(call)))
     }
 
-    fn invoke_stream(
-        &self,
-        call: InvokeCall,
-    ) -> BoxFuture<'_, Result<EventStream<serde_json::Value>, BedrockError>> {
+    fn invoke_stream(&self, call: InvokeCall) -> BoxFuture<'_, Result<InvokeStream, BedrockError>> {
         Box::pin(async move {
-            let events = timed("invoke_stream", self.inner.invoke_stream(call)).await?;
-            Ok(watch_stream("invoke_stream", events))
-        })
-    }
-
-    fn invoke_stream_with_tier(
-        &self,
-        call: InvokeCall,
-    ) -> BoxFuture<'_, Result<InvokeStream, BedrockError>> {
-        Box::pin(async move {
-            let stream = timed("invoke_stream", self.inner.invoke_stream_with_tier(call)).await?;
+            let stream = timed("invoke_stream", self.inner.invoke_stream(call)).await?;
             Ok(InvokeStream {
                 events: watch_stream("invoke_stream", stream.events),
                 service_tier: stream.service_tier,

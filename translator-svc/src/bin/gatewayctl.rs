@@ -1,5 +1,5 @@
-//! `gatewayctl`: the operator's command line for the gateway admin API (keys, usage, pricing,
-//! model mapping). It only speaks HTTP to `/admin/v1/...`; it never touches the store itself.
+//! `gatewayctl`: the operator's command line for the gateway admin API (keys, usage, budgets,
+//! pricing, model mapping). It only speaks HTTP to `/admin/v1/...`; it never touches the store itself.
 #![expect(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -16,8 +16,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use args::{Cli, Command, KeysCommand, ModelsCommand, PricingCommand};
-use render::{keys_table, query, segment, settings_body, text, update_body, usage_table};
+use args::{BudgetsArgs, BudgetsCommand, Cli, Command, KeysCommand, ModelsCommand, PricingCommand};
+use render::{
+    budgets_table, keys_table, query, segment, settings_body, text, update_body, usage_table,
+};
 
 struct Client {
     http: reqwest::Client,
@@ -175,6 +177,53 @@ async fn run(cli: Cli) -> Result<String, Failure> {
                 pretty(&usage)
             } else {
                 usage_table(&usage, &args.by)
+            }
+        }
+        Command::Budgets(BudgetsArgs {
+            command: None,
+            list,
+        }) => {
+            let q = query(&[("near", list.near.map(|n| n.to_string()))]);
+            let budgets = client.send(M::GET, &format!("budgets{q}"), None).await?;
+            if cli.json {
+                pretty(&budgets)
+            } else {
+                budgets_table(&budgets, list.all)
+            }
+        }
+        Command::Budgets(BudgetsArgs {
+            command: Some(command),
+            ..
+        }) => {
+            // A budget is a key setting: the same PATCH as `keys update --budget/--no-budget`.
+            let (id, budget) = match command {
+                BudgetsCommand::Set { id, usd } => (id, json!(usd)),
+                BudgetsCommand::Clear { id } => (id, Value::Null),
+            };
+            let updated = client
+                .send(
+                    M::PATCH,
+                    &format!("keys/{}", segment(&id)),
+                    Some(json!({"monthly_budget_usd": budget})),
+                )
+                .await?;
+            if cli.json {
+                return Ok(pretty(&updated));
+            }
+            let key = &updated["key"];
+            match key["monthly_budget_usd"].as_f64() {
+                Some(usd) => format!(
+                    "key {} ({}): monthly budget {usd:.2} USD, status {}",
+                    text(&key["id"]),
+                    text(&key["name"]),
+                    text(&key["status"])
+                ),
+                None => format!(
+                    "key {} ({}): no monthly budget, status {}",
+                    text(&key["id"]),
+                    text(&key["name"]),
+                    text(&key["status"])
+                ),
             }
         }
         Command::Pricing {

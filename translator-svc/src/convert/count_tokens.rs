@@ -75,7 +75,7 @@ const IMAGE_TOKENS: u64 = 1_600;
 const DOCUMENT_TOKENS: u64 = 3_000;
 
 /// Ideographs, kana and hangul: about one token per character.
-fn is_cjk(c: char) -> bool {
+pub(crate) fn is_cjk(c: char) -> bool {
     matches!(c as u32,
         0x1100..=0x11FF | 0x3000..=0x303F | 0x3040..=0x30FF | 0x3130..=0x318F | 0x31F0..=0x31FF
         | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF | 0xFF65..=0xFF9F

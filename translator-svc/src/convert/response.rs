@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::anthropic::response::{CacheCreation, ContentBlock, Message, StopReason, Usage};
+use crate::anthropic::stream::SseEvent;
 use crate::converse::response::{
     self as converse, ConverseResponse, ReasoningContentBlock, ServiceTier, ToolUseBlock,
 };
@@ -302,6 +303,110 @@ pub fn usage_of(message: &Value) -> TokenUsage {
         output_tokens: count("output_tokens"),
         cache_read_input_tokens: count("cache_read_input_tokens"),
         cache_creation_input_tokens: count("cache_creation_input_tokens"),
+    }
+}
+
+/// 1-hour cache writes of an Anthropic message JSON (`usage.cache_creation`, either path); `None`
+/// when the usage reports only the total (the 5-minute/1-hour split is then unknown).
+pub fn cache_write_1h_of(message: &Value) -> Option<u64> {
+    message
+        .pointer("/usage/cache_creation/ephemeral_1h_input_tokens")
+        .and_then(Value::as_u64)
+}
+
+/// 1-hour cache writes reported by one upstream stream event: an Invoke `message_start` or
+/// `message_delta` carrying `usage.cache_creation`, or a Converse `metadata` carrying
+/// `usage.cacheDetails`. `None` when the event reports no split.
+pub fn upstream_cache_write_1h(event: &Value) -> Option<u64> {
+    let invoke = event
+        .pointer("/message/usage/cache_creation")
+        .or_else(|| event.pointer("/usage/cache_creation"));
+    if let Some(split) = invoke {
+        return split
+            .get("ephemeral_1h_input_tokens")
+            .and_then(Value::as_u64);
+    }
+    let details = event.pointer("/metadata/usage/cacheDetails")?.as_array()?;
+    Some(
+        details
+            .iter()
+            .filter(|d| d.get("ttl").and_then(Value::as_str) == Some("1h"))
+            .filter_map(|d| d.get("inputTokens").and_then(Value::as_u64))
+            .sum(),
+    )
+}
+
+/// The tier Bedrock reports in a Converse response (`serviceTier.type`) or in a ConverseStream
+/// `metadata` event.
+pub fn converse_service_tier(response_or_event: &Value) -> Option<String> {
+    response_or_event
+        .pointer("/serviceTier/type")
+        .or_else(|| response_or_event.pointer("/metadata/serviceTier/type"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Whether every cache marker of an upstream body (Invoke `cache_control`, Converse `cachePoint`)
+/// asks for a 1-hour TTL. When Bedrock reports cache writes without their TTL split (Converse
+/// without `cacheDetails`, older models), this decides their price: all 1-hour if every marker
+/// asked for it, otherwise 5 minutes, Bedrock's default TTL (a mix cannot be split).
+pub fn requests_only_1h_cache(body: &Value) -> bool {
+    fn walk(v: &Value, seen: &mut (usize, usize)) {
+        match v {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    if key == "cache_control" || key == "cachePoint" {
+                        seen.0 += 1;
+                        if value.get("ttl").and_then(Value::as_str) == Some("1h") {
+                            seen.1 += 1;
+                        }
+                    } else {
+                        walk(value, seen);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, seen)),
+            _ => {}
+        }
+    }
+    let mut seen = (0, 0);
+    walk(body, &mut seen);
+    seen.0 > 0 && seen.0 == seen.1
+}
+
+/// Output tokens streamed to the client so far, estimated from the deltas with the local rule of
+/// spec 16 (CJK characters 1 each, other characters 1 per 4). Bedrock reports output tokens only
+/// at the end of a stream; a client that disconnects earlier still consumed what was generated.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OutputEstimate {
+    cjk_chars: u64,
+    other_chars: u64,
+}
+
+impl OutputEstimate {
+    /// Counts the text of a `content_block_delta` (text, thinking, tool input JSON).
+    pub fn on_event(&mut self, event: &SseEvent) {
+        if event.event != "content_block_delta" {
+            return;
+        }
+        let Some(delta) = event.data.get("delta") else {
+            return;
+        };
+        for key in ["text", "thinking", "partial_json"] {
+            if let Some(text) = delta.get(key).and_then(Value::as_str) {
+                for c in text.chars() {
+                    if crate::convert::count_tokens::is_cjk(c) {
+                        self.cjk_chars += 1;
+                    } else {
+                        self.other_chars += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.cjk_chars + self.other_chars.div_ceil(4)
     }
 }
 

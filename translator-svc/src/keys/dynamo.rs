@@ -128,7 +128,7 @@ pub async fn start_embedded(data_dir: Option<&std::path::Path>) -> anyhow::Resul
     })
 }
 
-fn client_config(
+pub(super) fn client_config(
     region: &str,
     endpoint: &str,
     credentials: Option<Credentials>,
@@ -149,10 +149,14 @@ fn client_config(
     builder.build()
 }
 
+/// The fixed credentials of explicit local endpoints (they check none).
+pub(super) fn credentials() -> Credentials {
+    Credentials::new("gateway", "gateway", None, None, "embedded")
+}
+
 /// A client for an explicit endpoint with fixed credentials (embedded store, moto, DynamoDB Local).
 pub fn local_client(region: &str, endpoint: &str) -> Client {
-    let credentials = Credentials::new("gateway", "gateway", None, None, "embedded");
-    Client::from_conf(client_config(region, endpoint, Some(credentials)))
+    Client::from_conf(client_config(region, endpoint, Some(credentials())))
 }
 
 /// Connect as configured; the embedded server (if any) must be kept alive by the caller.
@@ -162,14 +166,14 @@ pub async fn connect(config: &KeysConfig) -> anyhow::Result<(Dynamo, Option<Embe
         StoreMode::Embedded { data_dir } => {
             let embedded = start_embedded(Some(data_dir)).await?;
             (
-                local_client(&config.region, &embedded.endpoint),
+                super::embedded_client::embedded_client(&config.region, &embedded.endpoint),
                 Some(embedded),
             )
         }
         StoreMode::Memory => {
             let embedded = start_embedded(None).await?;
             (
-                local_client(&config.region, &embedded.endpoint),
+                super::embedded_client::embedded_client(&config.region, &embedded.endpoint),
                 Some(embedded),
             )
         }

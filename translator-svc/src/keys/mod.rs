@@ -6,6 +6,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod dynamo;
+pub mod embedded_client;
 pub mod item;
 mod key_items;
 pub mod lifecycle;

@@ -95,9 +95,11 @@ pub fn usage_record(
             cache_read_input_tokens: 0,
             cache_creation_input_tokens: 0,
         },
+        cache_write_1h_tokens: 0,
         latency: Duration::from_millis(120),
         time_to_first_token: Some(Duration::from_millis(40)),
         outcome,
+        ptc: None,
     }
 }
 

@@ -262,6 +262,20 @@ impl ModelTable {
         out
     }
 
+    /// The built-in names that resolve to the same Bedrock model as the built-in `key` without
+    /// being listed themselves (`claude-sonnet-4-5` for `claude-sonnet-4-5-20250929`), so an
+    /// operator can see every name a client may send.
+    pub fn builtin_aliases(&self, key: &str) -> Vec<&str> {
+        let Some(canonical) = self.builtin.iter().find(|e| e.key == key) else {
+            return Vec::new();
+        };
+        self.builtin
+            .iter()
+            .filter(|e| !e.listed && e.key != key && e.bedrock_id == canonical.bedrock_id)
+            .map(|e| e.key.as_str())
+            .collect()
+    }
+
     /// One entry for `GET /v1/models/{id}`: by key or alias, by Bedrock id, or by the derive rule.
     pub fn lookup(&self, id_or_alias: &str) -> Option<ModelEntry> {
         if let Some(e) = self.by_key(id_or_alias) {

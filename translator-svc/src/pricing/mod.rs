@@ -75,15 +75,16 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// The relay reports cache writes as one number; they are priced as 5-minute writes until it
-    /// reports the 1-hour share separately.
-    pub fn from_usage(usage: &TokenUsage) -> Tokens {
+    /// `cache_write_1h` of the usage's cache writes were 1-hour writes (the relay takes the split
+    /// from Bedrock's per-TTL report); the rest are 5-minute writes.
+    pub fn from_usage(usage: &TokenUsage, cache_write_1h: u64) -> Tokens {
+        let cache_write_1h = cache_write_1h.min(usage.cache_creation_input_tokens);
         Tokens {
             input: usage.input_tokens,
             output: usage.output_tokens,
             cache_read: usage.cache_read_input_tokens,
-            cache_write_5m: usage.cache_creation_input_tokens,
-            cache_write_1h: 0,
+            cache_write_5m: usage.cache_creation_input_tokens - cache_write_1h,
+            cache_write_1h,
         }
     }
 

@@ -95,7 +95,7 @@ fn usage_splits_into_priced_tokens() {
         cache_read_input_tokens: 3,
         cache_creation_input_tokens: 4,
     };
-    let t = Tokens::from_usage(&usage);
+    let t = Tokens::from_usage(&usage, 0);
     assert_eq!(
         (
             t.input,
@@ -105,5 +105,35 @@ fn usage_splits_into_priced_tokens() {
             t.cache_write()
         ),
         (1, 2, 3, 4, 4)
+    );
+    let t = Tokens::from_usage(&usage, 3);
+    assert_eq!(
+        (t.cache_write_5m, t.cache_write_1h, t.cache_write()),
+        (1, 3, 4)
+    );
+    // A split larger than the total is clamped: never more writes than reported.
+    let t = Tokens::from_usage(&usage, 9);
+    assert_eq!((t.cache_write_5m, t.cache_write_1h), (0, 4));
+}
+
+#[test]
+fn one_hour_cache_writes_cost_twice_the_input_price() {
+    let price = Price::from_input_output(3.0, 15.0);
+    let usage = TokenUsage {
+        cache_creation_input_tokens: 1_000_000,
+        ..TokenUsage::default()
+    };
+    // All 5-minute: 1.25 x $3; all 1-hour: 2 x $3; half and half: the mean.
+    assert_eq!(
+        cost_nanos(&price, &Tokens::from_usage(&usage, 0), 1.0),
+        usd_to_nanos(3.75)
+    );
+    assert_eq!(
+        cost_nanos(&price, &Tokens::from_usage(&usage, 1_000_000), 1.0),
+        usd_to_nanos(6.0)
+    );
+    assert_eq!(
+        cost_nanos(&price, &Tokens::from_usage(&usage, 500_000), 1.0),
+        usd_to_nanos(4.875)
     );
 }

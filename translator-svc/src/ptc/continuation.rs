@@ -1,16 +1,18 @@
 //! A continuation round (ptc.md 5.3, 5.6): detect and validate the answers to a pause, deliver
-//! them, replay a stored round for a retry, then finish the turn (queued code, model calls).
+//! them, replay a stored round for a retry (or finish one its first request left), then finish
+//! the turn (queued code, model calls).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use gateway_proto::ptc::v1::{
-    DeliverResultsRequest, GetRoundRequest, GetSessionRequest, SessionState, StoreRoundRequest,
-    ToolResult,
+    DeliverResultsRequest, GetRoundRequest, GetSessionRequest, RenewRoundRequest, SessionState,
+    StoreRoundRequest, ToolResult,
 };
 use serde_json::Value;
 
 use super::round::{End, Live, Round, Step};
-use super::sandbox::to_api_error;
+use super::sandbox::{Sandbox, to_api_error};
 use super::transcript::{
     SANDBOX_ID_PREFIX, fill_code_results, is_sandbox_call, render_result_content, to_model_id,
     to_server_id, unanswered_code_uses,
@@ -24,6 +26,16 @@ pub enum Resumed {
 }
 
 const JSON: &str = "application/json";
+const MAX_ROUND_WAIT: std::time::Duration = std::time::Duration::from_secs(590);
+/// How long ptc-svc keeps a round claimed for its owner without a renewal, and how often the owner
+/// renews. A lease rather than ptc-svc watching the owner's connection: between calls (a model
+/// call on Bedrock can last minutes) the owner holds no call open, and a crashed translator sends
+/// no release. Renewals run in a task of their own, so they continue while the round waits on
+/// Bedrock or the code; a dead owner stops them and an identical retry takes the round over
+/// within one lease instead of waiting out the round (up to 590 s). A quarter of the lease
+/// between renewals tolerates three lost ones (a slow ptc-svc, an Envoy hiccup).
+const ROUND_LEASE_MS: u32 = 20_000;
+const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn str_of<'a>(b: &'a Value, key: &str) -> &'a str {
     b.get(key).and_then(Value::as_str).unwrap_or_default()
@@ -61,18 +73,129 @@ fn results_of(last: &Value) -> Vec<&Value> {
         .unwrap_or_default()
 }
 
-async fn replay(round: &Round<'_>, container: &str, ids: &[String], wait_ms: u32) -> Option<Value> {
+/// What ptc-svc holds for a set of answered ids (ptc.md 5.6).
+enum Stored {
+    Found(Value),
+    /// Another request still serves the round these ids opened.
+    InProgress,
+    /// Nobody serves it any more: a repeated delivery returns its outcome and hands it over.
+    Resumable,
+    None,
+}
+
+/// The stored round answering `ids`, waiting while another request still serves it.
+async fn stored(round: &Round<'_>, container: &str, ids: &[String]) -> Stored {
+    // As long as a round may run, but under the 600 s stream idle timeout of the ptc-svc router.
+    let wait = (round.ptc.config.round_budget + round.ptc.code_deadline()).min(MAX_ROUND_WAIT);
     let request = GetRoundRequest {
         container_id: container.to_string(),
         key_id: round.key_id.clone(),
         tool_use_ids: ids.to_vec(),
-        wait_ms,
+        wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
     };
-    let found = round.ptc.sandbox.get_round(request).await.ok()?;
-    if !found.found {
-        return None;
+    let Ok(found) = round.ptc.sandbox.get_round(request).await else {
+        return Stored::None;
+    };
+    if found.found {
+        return serde_json::from_slice(&found.response).map_or(Stored::None, Stored::Found);
     }
-    serde_json::from_slice(&found.response).ok()
+    if found.in_progress {
+        Stored::InProgress
+    } else if found.resumable {
+        Stored::Resumable
+    } else {
+        Stored::None
+    }
+}
+
+fn busy(container: &str) -> ApiError {
+    ApiError::invalid_request(format!("container {container} is busy"))
+}
+
+/// The round a delivery opened, held by the request serving it. Dropped without a stored
+/// response (the round failed, or the task was cancelled), it releases the round in ptc-svc, so
+/// an identical retry takes it over from the delivery's outcome instead of getting a 400.
+struct Claim {
+    sandbox: Arc<dyn Sandbox>,
+    request: Option<StoreRoundRequest>,
+    /// Renews the lease while the claim lives (aborted on drop).
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Claim {
+    fn new(round: &Round<'_>, container: &str, ids: &[String]) -> Self {
+        let owner = format!("{}:{:016x}", round.call.request_id, rand::random::<u64>());
+        let renewal = tokio::spawn(renew(
+            Arc::clone(&round.ptc.sandbox),
+            RenewRoundRequest {
+                container_id: container.to_string(),
+                key_id: round.key_id.clone(),
+                tool_use_ids: ids.to_vec(),
+                round_owner: owner.clone(),
+                lease_ms: ROUND_LEASE_MS,
+            },
+        ));
+        Claim {
+            renewal,
+            sandbox: Arc::clone(&round.ptc.sandbox),
+            request: Some(StoreRoundRequest {
+                container_id: container.to_string(),
+                key_id: round.key_id.clone(),
+                tool_use_ids: ids.to_vec(),
+                abandoned: true,
+                round_owner: owner,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn owner(&self) -> String {
+        self.request
+            .as_ref()
+            .map(|r| r.round_owner.clone())
+            .unwrap_or_default()
+    }
+
+    /// Nothing to release: the round is stored, or was never ours.
+    fn disarm(mut self) {
+        self.request = None;
+    }
+}
+
+/// Renews the owner's lease every `RENEW_EVERY` until aborted. A refusal is not fatal: before the
+/// delivery opens the round there is nothing to renew yet.
+async fn renew(sandbox: Arc<dyn Sandbox>, request: RenewRoundRequest) {
+    let mut ticks = tokio::time::interval(RENEW_EVERY);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match sandbox.renew_round(request.clone()).await {
+            Ok(renewed) if !renewed.held => {
+                tracing::debug!(container = %request.container_id, "the PTC round lease was not renewed (not held)");
+            }
+            Ok(_) => {}
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), "cannot renew the PTC round lease");
+            }
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        let (Some(request), Ok(runtime)) =
+            (self.request.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let sandbox = Arc::clone(&self.sandbox);
+        runtime.spawn(async move {
+            if let Err(status) = sandbox.store_round(request).await {
+                tracing::warn!(code = ?status.code(), "cannot release an unfinished PTC round");
+            }
+        });
+    }
 }
 
 pub async fn resume(
@@ -94,7 +217,7 @@ pub async fn resume(
             "answers to code-execution tool calls may contain only tool_result blocks",
         ));
     }
-    let session = round
+    let session = match round
         .ptc
         .sandbox
         .get_session(GetSessionRequest {
@@ -102,7 +225,18 @@ pub async fn resume(
             key_id: round.key_id.clone(),
         })
         .await
-        .map_err(|s| to_api_error(&s))?;
+    {
+        Ok(session) => session,
+        Err(status) => {
+            // A session closed by its execution's failure keeps its last round for replay.
+            if status.code() == tonic::Code::NotFound
+                && let Stored::Found(message) = stored(round, &container, &answered).await
+            {
+                return Ok(Resumed::Replay(message));
+            }
+            return Err(to_api_error(&status));
+        }
+    };
     let execution = session.execution.clone().unwrap_or_default();
     let pending: Vec<String> = execution.pending.iter().map(|c| c.id.clone()).collect();
     let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -115,42 +249,14 @@ pub async fn resume(
         && pending.iter().all(|p| counts.get(p.as_str()) == Some(&1))
         && answered.len() == pending.len();
     if !same_set {
-        // A retry of a completed round (or of one still being served) gets the stored response.
-        let wait_ms = if session.state == SessionState::Running as i32 {
-            u32::try_from(round.ptc.code_deadline().as_millis()).unwrap_or(u32::MAX)
-        } else {
-            0
-        };
-        if let Some(message) = replay(round, &container, &answered, wait_ms).await {
-            return Ok(Resumed::Replay(message));
+        // A retry of a delivered round: its stored response, the wait for the request still
+        // serving it, or taking over a round nobody serves any more.
+        match stored(round, &container, &answered).await {
+            Stored::Found(message) => return Ok(Resumed::Replay(message)),
+            Stored::InProgress => return Err(busy(&container)),
+            Stored::Resumable => {}
+            Stored::None => return Err(mismatch(&container, paused, &pending, &counts, &answered)),
         }
-        if !paused {
-            return Err(ApiError::invalid_request(format!(
-                "container {container} has no pending tool calls answering {}",
-                answered.join(", ")
-            )));
-        }
-        let missing: Vec<&str> = pending
-            .iter()
-            .filter(|p| !counts.contains_key(p.as_str()))
-            .map(String::as_str)
-            .collect();
-        let duplicated: Vec<&str> = counts
-            .iter()
-            .filter(|(_, n)| **n > 1)
-            .map(|(id, _)| *id)
-            .collect();
-        let unknown: Vec<&str> = counts
-            .keys()
-            .filter(|id| !pending.iter().any(|p| p == *id))
-            .copied()
-            .collect();
-        return Err(ApiError::invalid_request(format!(
-            "tool results do not match the pending tool calls of container {container}: missing [{}], duplicated [{}], unknown [{}]",
-            missing.join(", "),
-            duplicated.join(", "),
-            unknown.join(", ")
-        )));
     }
     let results: Vec<ToolResult> = blocks
         .iter()
@@ -168,7 +274,10 @@ pub async fn resume(
     // Validated: a streaming continuation commits now, so pings can flow while the code runs.
     round.commit(0);
     let execution_id = execution.execution_id.clone();
-    let outcome = round
+    // Armed before the call: a delivery whose answer is lost (transport failure) may have opened
+    // the round, which must not stay claimed by nobody.
+    let claim = Claim::new(round, &container, &answered);
+    let delivered = round
         .ptc
         .sandbox
         .deliver_results(
@@ -177,25 +286,83 @@ pub async fn resume(
                 key_id: round.key_id.clone(),
                 execution_id: execution_id.clone(),
                 results,
+                round_owner: claim.owner(),
+                round_lease_ms: ROUND_LEASE_MS,
             },
             round.ptc.code_deadline(),
         )
-        .await
-        .map_err(|s| to_api_error(&s))?;
-    if outcome.replayed {
-        // Another request delivered these results: its response is the answer.
-        let wait = u32::try_from(round.ptc.code_deadline().as_millis()).unwrap_or(u32::MAX);
-        return match replay(round, &container, &answered, wait).await {
-            Some(message) => Ok(Resumed::Replay(message)),
-            None => Err(ApiError::invalid_request(format!(
-                "container {container} is busy"
-            ))),
+        .await;
+    let outcome = match delivered {
+        Ok(outcome) => outcome,
+        Err(status) => {
+            if !matches!(
+                status.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Unknown
+            ) {
+                // Refused (mismatch, busy, gone): nothing was opened for this request.
+                claim.disarm();
+            }
+            return Err(to_api_error(&status));
+        }
+    };
+    if outcome.replayed && !outcome.round_claimed {
+        // Another request delivered these results and serves the round: its response is ours.
+        claim.disarm();
+        return match stored(round, &container, &answered).await {
+            Stored::Found(message) => Ok(Resumed::Replay(message)),
+            _ => Err(busy(&container)),
         };
     }
+    if outcome.replayed {
+        tracing::info!(request_id = %round.call.request_id, container = %container, execution_id, "finishing a PTC round its first request left unfinished");
+    }
+    round.last_execution = Some(execution_id.clone());
     let end = finish_turn(round, messages, outcome, &execution_id).await?;
     let message = round.response(&end);
-    store(round, &container, &answered, &message).await;
+    if store(round, &container, &answered, &message).await {
+        claim.disarm();
+    }
     Ok(Resumed::Done(message))
+}
+
+/// The 400 for answers that match neither the pending batch nor an earlier round.
+fn mismatch(
+    container: &str,
+    paused: bool,
+    pending: &[String],
+    counts: &HashMap<&str, usize>,
+    answered: &[String],
+) -> ApiError {
+    if !paused {
+        return ApiError::invalid_request(format!(
+            "container {container} has no pending tool calls answering {}",
+            answered.join(", ")
+        ));
+    }
+    let missing: Vec<&str> = pending
+        .iter()
+        .filter(|p| !counts.contains_key(p.as_str()))
+        .map(String::as_str)
+        .collect();
+    let duplicated: Vec<&str> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let unknown: Vec<&str> = counts
+        .keys()
+        .filter(|id| !pending.iter().any(|p| p == *id))
+        .copied()
+        .collect();
+    ApiError::invalid_request(format!(
+        "tool results do not match the pending tool calls of container {container}: missing [{}], duplicated [{}], unknown [{}]",
+        missing.join(", "),
+        duplicated.join(", "),
+        unknown.join(", ")
+    ))
 }
 
 /// After delivery: a new pause is shape C; a finished execution runs the turn's queued code, then
@@ -263,9 +430,10 @@ fn has_unanswered_direct(messages: &[Value]) -> bool {
         })
 }
 
-async fn store(round: &Round<'_>, container: &str, ids: &[String], message: &Value) {
+/// Stores the round's response for replay; false when it could not be stored.
+async fn store(round: &Round<'_>, container: &str, ids: &[String], message: &Value) -> bool {
     let Ok(response) = serde_json::to_vec(message) else {
-        return;
+        return false;
     };
     let request = StoreRoundRequest {
         container_id: container.to_string(),
@@ -273,8 +441,13 @@ async fn store(round: &Round<'_>, container: &str, ids: &[String], message: &Val
         tool_use_ids: ids.to_vec(),
         response,
         content_type: JSON.into(),
+        ..Default::default()
     };
-    if let Err(status) = round.ptc.sandbox.store_round(request).await {
-        tracing::warn!(code = ?status.code(), "cannot store the round for replay");
+    match round.ptc.sandbox.store_round(request).await {
+        Ok(_) => true,
+        Err(status) => {
+            tracing::warn!(code = ?status.code(), "cannot store the round for replay");
+            false
+        }
     }
 }

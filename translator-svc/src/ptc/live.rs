@@ -174,6 +174,10 @@ impl LiveRound {
     pub fn finish(mut self, message: &Value) -> Vec<SseEvent> {
         let mut out = Vec::new();
         if !self.committed {
+            // A stored round replayed before the commit keeps its own id (ptc.md 5.6).
+            if let Some(id) = message.get("id").and_then(Value::as_str) {
+                self.message_id = id.to_string();
+            }
             let input = message
                 .pointer("/usage/input_tokens")
                 .and_then(Value::as_u64)

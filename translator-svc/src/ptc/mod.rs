@@ -13,6 +13,7 @@ mod stream;
 pub mod tools;
 pub mod transcript;
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,14 +69,42 @@ pub fn messages(
             ));
         };
         let prepared = ptc.prepare(&mut call, &request)?;
-        if prepared.stream {
-            stream::serve(ptc, relay.clone(), call, prepared).await
+        let answer = if prepared.stream {
+            return stream::serve(ptc, relay.clone(), call, prepared).await;
+        } else if prepared.is_continuation() {
+            detached(ptc, relay.clone(), call, prepared, None).await?
         } else {
-            let message = serve_round(&ptc, relay, call, prepared, None).await?;
-            let usage = usage_of(&message);
-            Ok(Outcome::Message { message, usage })
-        }
+            serve_round(&ptc, relay, call, prepared, None).await?
+        };
+        // `usage` is what the `x-gw-usage-tokens` header charges; the body keeps the round's.
+        Ok(Outcome::Message {
+            message: answer.message,
+            usage: answer.spent,
+        })
     })
+}
+
+/// A round's client response and the tokens this request spent producing it: what rate limiting
+/// charges (ptc.md 16). A replayed stored response spent nothing: its round was charged when it
+/// was served (by Envoy from that response's usage trailer, or directly when its client had left),
+/// so the retry's `x-gw-usage-tokens` is 0 while its body still reports the round's usage.
+pub struct Answer {
+    message: Value,
+    spent: TokenUsage,
+}
+
+impl Answer {
+    fn served(message: Value) -> Self {
+        let spent = usage_of(&message);
+        Answer { message, spent }
+    }
+
+    fn replayed(message: Value) -> Self {
+        Answer {
+            message,
+            spent: TokenUsage::default(),
+        }
+    }
 }
 
 /// A PTC request checked and turned into its model-facing parts.
@@ -89,6 +118,44 @@ pub struct Prepared {
     message_id: String,
 }
 
+impl Prepared {
+    fn is_continuation(&self) -> bool {
+        continuation::answered_ids(&self.client_messages).is_some()
+    }
+}
+
+/// A continuation round in a task of its own: once the client's results reach the code, the
+/// round runs to its response and is stored for replay even when the client goes away (a
+/// timeout, a dropped stream), so the SDK's retry gets that response (ptc.md 5.6, 10). The
+/// caller only waits for it; a streaming caller also gets its steps. A round that ends after its
+/// caller left charges its tokens to the key's TPM limit itself: Envoy charges from the response's
+/// usage header or trailer, which that client never got (ptc.md 16).
+fn detached(
+    ptc: Arc<Ptc>,
+    relay: Relay,
+    call: CallContext,
+    prepared: Prepared,
+    emit: Option<UnboundedSender<Emit>>,
+) -> impl Future<Output = Result<Answer, ApiError>> + Send + 'static {
+    use tracing::Instrument;
+    let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
+    let round = async move {
+        let charge_to = call.clone();
+        let result = serve_round(&ptc, &relay, call, prepared, emit).await;
+        if let Err(Ok(answer)) = answer_tx.send(result) {
+            tracing::info!(request_id = %charge_to.request_id, "PTC round finished after its client left");
+            relay.charge_directly(&charge_to, &answer.spent);
+        }
+    };
+    tokio::spawn(round.instrument(tracing::Span::current()));
+    async move {
+        answer_rx.await.unwrap_or_else(|_| {
+            tracing::error!("a PTC round task ended abnormally");
+            Err(ApiError::api("the code execution round ended abnormally"))
+        })
+    }
+}
+
 /// One round: a continuation (validate, deliver, finish the turn) or a new request (model loop).
 /// `emit` set: a streaming round reporting its steps as they happen.
 async fn serve_round(
@@ -97,7 +164,7 @@ async fn serve_round(
     call: CallContext,
     prepared: Prepared,
     emit: Option<UnboundedSender<Emit>>,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let Prepared {
         tools,
         client_messages,
@@ -123,9 +190,8 @@ async fn serve_round(
         )
         .await?
         {
-            continuation::Resumed::Replay(message) | continuation::Resumed::Done(message) => {
-                Ok(message)
-            }
+            continuation::Resumed::Replay(message) => Ok(Answer::replayed(message)),
+            continuation::Resumed::Done(message) => Ok(Answer::served(message)),
         };
     }
     if let Some(container) = &container {
@@ -133,7 +199,7 @@ async fn serve_round(
     }
     let messages = transcript::fill_code_results(messages, &code_tool_name, &Default::default());
     let end = round.model_loop(messages).await?;
-    Ok(round.response(&end))
+    Ok(Answer::served(round.response(&end)))
 }
 
 /// The `container` field: a string or `{"id": ...}`.

@@ -20,6 +20,7 @@ use super::transcript::{fill_code_results, report, to_server_id};
 use crate::convert::response::TokenUsage;
 use crate::error::ApiError;
 use crate::relay::{CallContext, Outcome, Relay, SseChunk};
+use crate::usage::PtcCall;
 
 /// What an execution step left for the round.
 pub enum Step {
@@ -44,6 +45,8 @@ pub struct Round<'a> {
     pub usage: TokenUsage,
     /// The client-facing message id (known before the commit of a stream).
     pub message_id: String,
+    /// The execution whose output the next model call follows (usage records, ptc.md 16).
+    pub last_execution: Option<String>,
     model_calls: u32,
     /// Where a streaming round reports its steps; `None` for a JSON response.
     emit: Option<UnboundedSender<Emit>>,
@@ -96,6 +99,7 @@ impl<'a> Round<'a> {
             content: Vec::new(),
             usage: TokenUsage::default(),
             message_id,
+            last_execution: None,
             model_calls: 0,
             emit,
             committed: false,
@@ -139,10 +143,18 @@ impl<'a> Round<'a> {
         let mut body = self.base.clone();
         body.insert("messages".into(), Value::Array(messages.to_vec()));
         body.insert("stream".into(), Value::Bool(self.emit.is_some()));
-        let outcome = self
-            .relay
-            .messages(self.call.clone(), Value::Object(body))
-            .await?;
+        // Each model call of the round is its own usage record under the round's request id.
+        let mut call = self.call.clone();
+        call.ptc = Some(PtcCall {
+            model_call: self.model_calls + 1,
+            container_id: self
+                .session
+                .as_ref()
+                .or(self.named.as_ref())
+                .map(|live| live.id.clone()),
+            execution_id: self.last_execution.clone(),
+        });
+        let outcome = self.relay.messages(call, Value::Object(body)).await?;
         self.model_calls += 1;
         match outcome {
             Outcome::Message { message, usage } => {
@@ -269,6 +281,7 @@ impl<'a> Round<'a> {
             return Ok(self.finish_block(execution_id, content));
         };
         let container_id = self.ensure_session().await?;
+        self.last_execution = Some(execution_id.to_string());
         let names = self.tools.callable_names();
         let request = ExecuteRequest {
             container_id,
@@ -325,6 +338,7 @@ impl<'a> Round<'a> {
                 Ok(Step::Paused)
             }
             Some(outcome::Result::Finished(f)) => {
+                self.log_execution(execution_id, "finished", f.duration_ms, outcome.replayed);
                 let content = json!({
                     "type": "code_execution_result",
                     "stdout": f.stdout,
@@ -336,6 +350,7 @@ impl<'a> Round<'a> {
             }
             Some(outcome::Result::Failed(failed)) => {
                 tracing::info!(execution_id, detail = %failed.detail, "code execution failed");
+                self.log_execution(execution_id, "failed", failed.duration_ms, outcome.replayed);
                 if outcome.session_closed {
                     self.session = None;
                 }
@@ -349,6 +364,19 @@ impl<'a> Round<'a> {
             }
             None => Err(ApiError::api("code execution returned no outcome")),
         }
+    }
+
+    /// Sandbox time per execution (ptc.md 16), beside the usage lines of the round's model calls.
+    fn log_execution(&self, execution_id: &str, result: &str, duration_ms: u64, replayed: bool) {
+        tracing::info!(
+            request_id = %self.call.request_id,
+            container_id = self.session.as_ref().map(|live| live.id.as_str()),
+            execution_id,
+            result,
+            duration_ms,
+            replayed,
+            "code execution ended"
+        );
     }
 
     fn finish_block(&mut self, execution_id: &str, content: Value) -> Step {

@@ -9,7 +9,7 @@ use gateway_proto::ptc::v1::ptc_client::PtcClient;
 use gateway_proto::ptc::v1::{
     CreateSessionRequest, CreateSessionResponse, DeliverResultsRequest, ExecuteRequest,
     GetRoundRequest, GetRoundResponse, GetSessionRequest, HealthRequest, HealthResponse, Outcome,
-    Session, StoreRoundRequest, StoreRoundResponse,
+    RenewRoundRequest, RenewRoundResponse, Session, StoreRoundRequest, StoreRoundResponse,
 };
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
@@ -29,6 +29,7 @@ pub trait Sandbox: Send + Sync {
     fn get_session(&self, r: GetSessionRequest) -> Call<'_, Session>;
     fn store_round(&self, r: StoreRoundRequest) -> Call<'_, StoreRoundResponse>;
     fn get_round(&self, r: GetRoundRequest) -> Call<'_, GetRoundResponse>;
+    fn renew_round(&self, r: RenewRoundRequest) -> Call<'_, RenewRoundResponse>;
     fn health(&self, r: HealthRequest) -> Call<'_, HealthResponse>;
 }
 
@@ -148,6 +149,17 @@ impl Sandbox for GrpcSandbox {
             Ok(self
                 .client()
                 .get_round(request(r, &id, deadline))
+                .await?
+                .into_inner())
+        })
+    }
+
+    fn renew_round(&self, r: RenewRoundRequest) -> Call<'_, RenewRoundResponse> {
+        Box::pin(async move {
+            let id = r.container_id.clone();
+            Ok(self
+                .client()
+                .renew_round(request(r, &id, SHORT_DEADLINE))
                 .await?
                 .into_inner())
         })

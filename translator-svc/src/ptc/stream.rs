@@ -1,8 +1,9 @@
 //! The async shell of a streaming PTC round (ptc.md section 7): drives the round future, feeds
 //! what it reports to the `LiveRound` machine, pings through silence (model calls, code runs, the
 //! gaps between them), and ends with `message_delta`/`message_stop` or an `error` event. Failures
-//! before the commit stay plain HTTP errors. Dropping the body (client gone) drops the round:
-//! the inner Bedrock stream is cancelled and metered by the relay, the ptc-svc call is abandoned.
+//! before the commit stay plain HTTP errors. Dropping the body (client gone) drops a new round
+//! (the inner Bedrock stream is cancelled and metered by the relay; an execution in ptc-svc runs
+//! on); a continuation round runs on in its own task and is stored for the client's retry.
 
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use super::live::{Emit, LiveRound};
-use super::{Prepared, Ptc, serve_round, usage_of};
+use super::{Answer, Prepared, Ptc, detached, serve_round};
 use crate::anthropic::stream::SseEvent;
 use crate::error::ApiError;
 use crate::relay::{CallContext, Outcome, Relay, SseBody, SseChunk};
@@ -33,8 +34,11 @@ pub async fn serve(
         &prepared.tools.client_code_name,
     );
     let (tx, mut rx) = mpsc::unbounded_channel::<Emit>();
-    let mut round: BoxFuture<'static, Result<Value, ApiError>> =
-        Box::pin(async move { serve_round(&ptc, &relay, call, prepared, Some(tx)).await });
+    let mut round: BoxFuture<'static, Result<Answer, ApiError>> = if prepared.is_continuation() {
+        Box::pin(detached(ptc, relay, call, prepared, Some(tx)))
+    } else {
+        Box::pin(async move { serve_round(&ptc, &relay, call, prepared, Some(tx)).await })
+    };
 
     // Before the commit: validation, session checks, the first model call's start.
     let mut out: Vec<SseEvent> = Vec::new();
@@ -47,12 +51,11 @@ pub async fn serve(
             }
             result = &mut round => {
                 // Ended without a commit: a replayed round, or an error for the HTTP status.
-                let message = result?;
-                let usage = usage_of(&message);
-                let events = live.finish(&message);
+                let answer = result?;
+                let events = live.finish(&answer.message);
                 let mut chunks: Vec<SseChunk> =
                     events.iter().map(|e| SseChunk::Event(e.encode())).collect();
-                chunks.push(SseChunk::End(usage));
+                chunks.push(SseChunk::End(answer.spent));
                 return Ok(Outcome::Stream(Box::pin(futures::stream::iter(chunks))));
             }
         }
@@ -81,12 +84,13 @@ pub async fn serve(
         while let Ok(emit) = rx.try_recv() {
             out.extend(live.on_emit(emit));
         }
+        // The trailer charges what this request spent: nothing for a replay (ptc.md 16).
         let usage = match &result {
-            Ok(message) => usage_of(message),
+            Ok(answer) => answer.spent,
             Err(_) => live.usage(),
         };
         match result {
-            Ok(message) => out.extend(live.finish(&message)),
+            Ok(answer) => out.extend(live.finish(&answer.message)),
             Err(error) => {
                 tracing::warn!(request_id = %request_id, error_type = error.error_type.as_str(), message = %error.message, "PTC round failed after the stream was committed");
                 out.push(SseEvent::error(&error, &request_id));

@@ -1,6 +1,7 @@
 //! The use case: resolve the model, convert the request for its Bedrock API, call Bedrock (with the
 //! service-tier fallback), convert the answer back, and meter usage. No axum types here.
 
+mod served;
 mod stream;
 
 use std::pin::Pin;
@@ -21,7 +22,8 @@ use crate::bedrock::{Bedrock, BedrockError, ConverseCall, InvokeCall};
 use crate::beta::BetaPolicy;
 use crate::config::Config;
 use crate::convert::response::{
-    ResponseOptions, TokenUsage, from_invoke_response, to_messages_response, usage_of,
+    ResponseOptions, TokenUsage, cache_write_1h_of, converse_service_tier, from_invoke_response,
+    requests_only_1h_cache, to_messages_response, usage_of,
 };
 use crate::convert::{
     CountTokensPlan, RequestOptions, ServerToolsPolicy, estimate_input_tokens, to_converse_request,
@@ -32,6 +34,7 @@ use crate::ids;
 use crate::media::MediaFetcher;
 use crate::models::{Backend, Family, ModelTable, Route};
 use crate::usage::{Outcome as UsageOutcome, UsageRecord, UsageSink};
+use served::Served;
 
 /// Bedrock rejects an InvokeModel body over this many bytes; we answer 413 ourselves instead.
 const MAX_UPSTREAM_BODY_BYTES: usize = 25_000_000;
@@ -63,6 +66,11 @@ pub struct CallContext {
     /// The client's `anthropic-beta` values, parsed, in order.
     pub client_betas: Vec<String>,
     pub session_id: Option<String>,
+    /// Set by a PTC round for its model calls (usage records per call, ptc.md 16).
+    pub ptc: Option<crate::usage::PtcCall>,
+    /// The key's tokens-per-minute limit from the gate filter (`x-gw-tpm`; 0 = unlimited), for
+    /// charging a stream the client abandoned (`ratelimit.rs`).
+    pub tpm: Option<u64>,
 }
 
 pub struct TokenCount {
@@ -84,6 +92,8 @@ pub struct Relay {
     media: MediaFetcher,
     /// Programmatic Tool Calling; `None` when no ptc-svc is configured.
     ptc: Option<Arc<crate::ptc::Ptc>>,
+    /// Charges the tokens of streams the client abandoned; `None` without `RATELIMIT_ENDPOINT`.
+    charger: Option<crate::ratelimit::TokenCharger>,
 }
 
 /// Everything fixed for one request once the model is resolved.
@@ -105,6 +115,7 @@ impl Plan {
         usage: TokenUsage,
         outcome: UsageOutcome,
         ttft: Option<Duration>,
+        served: &Served,
     ) -> UsageRecord {
         UsageRecord {
             request_id: self.call.request_id.clone(),
@@ -112,12 +123,14 @@ impl Plan {
             requested_model: self.route.requested_model.clone(),
             resolved_model: self.route.resolved_id.clone(),
             api,
-            tier: self.tier.clone(),
+            tier: served.tier(),
             stream: self.stream,
+            cache_write_1h_tokens: served.cache_write_1h(&usage),
             usage,
             latency: self.started.elapsed(),
             time_to_first_token: ttft,
             outcome,
+            ptc: self.call.ptc.clone(),
         }
     }
 }
@@ -133,6 +146,11 @@ impl Relay {
         ptc: Option<Arc<crate::ptc::Ptc>>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.max_concurrent_calls));
+        let charger = crate::ratelimit::TokenCharger::connect_lazy(&config.ratelimit)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "disconnected streams will not be charged to TPM limits");
+                None
+            });
         let media = MediaFetcher {
             allow_http: config.media_fetch_allow_http,
             allow_private: config.media_fetch_allow_private,
@@ -147,6 +165,7 @@ impl Relay {
             usage,
             policies,
             ptc,
+            charger,
         }
     }
 
@@ -161,6 +180,23 @@ impl Relay {
     /// Keepalive interval of SSE responses (PTC streams ping on the same clock).
     pub(crate) fn sse_ping_interval(&self) -> Duration {
         self.config.sse_ping_interval
+    }
+
+    /// Charges `usage` to the caller's TPM limit in ratelimit-svc directly: for a response whose
+    /// end Envoy never saw (no usage trailer), e.g. a PTC round finished after its client left.
+    /// No-op without `RATELIMIT_ENDPOINT`, a key or its limit.
+    pub(crate) fn charge_directly(&self, call: &CallContext, usage: &TokenUsage) {
+        if let (Some(charger), Some(key_id), Some(tpm)) = (&self.charger, &call.key_id, call.tpm) {
+            charger.charge(crate::ratelimit::TokenCharge {
+                request_id: call.request_id.clone(),
+                key_id: key_id.clone(),
+                tpm,
+                // Counted as the `x-gw-usage-tokens` trailer counts them.
+                tokens: usage.input_tokens
+                    + usage.cache_creation_input_tokens
+                    + usage.output_tokens,
+            });
+        }
     }
 
     /// Swap in a rebuilt table (operator entries edited at run time).
@@ -325,9 +361,11 @@ impl Relay {
                             },
                         )
                         .await;
-                    let upstream = self.settle(&plan, "invoke", upstream)?;
+                    let (upstream, sent_tier) = self.settle(&plan, "invoke", upstream)?;
+                    let mut served = Served::new(sent_tier, requests_only_1h_cache(&invoke.body));
+                    served.reported_tier = upstream.service_tier;
                     let machine = stream::Machine::invoke(plan.response.clone());
-                    stream::start(self, plan, machine, upstream, permit).await
+                    stream::start(self, plan, machine, upstream.events, permit, served).await
                 } else {
                     let result = self
                         .with_tier_fallback(
@@ -340,14 +378,23 @@ impl Relay {
                             },
                         )
                         .await;
-                    let output = self.settle(&plan, "invoke", result)?;
+                    let (output, sent_tier) = self.settle(&plan, "invoke", result)?;
+                    let mut served = Served::new(sent_tier, requests_only_1h_cache(&invoke.body));
+                    served.reported_tier = output.service_tier.clone();
                     let body: Value = serde_json::from_slice(&output.body).map_err(|_| {
                         ApiError::api("Bedrock returned a response that is not JSON")
                     })?;
                     let message = from_invoke_response(body, &plan.response)?;
                     let usage = usage_of(&message);
-                    self.usage
-                        .record(plan.usage_record("invoke", usage, UsageOutcome::Ok, None));
+                    served.cache_write_1h = cache_write_1h_of(&message);
+                    served.observe();
+                    self.usage.record(plan.usage_record(
+                        "invoke",
+                        usage,
+                        UsageOutcome::Ok,
+                        None,
+                        &served,
+                    ));
                     drop(permit);
                     Ok(Outcome::Message { message, usage })
                 }
@@ -357,6 +404,7 @@ impl Relay {
                 let body = serde_json::to_value(&converse).map_err(|e| {
                     ApiError::api(format!("could not encode the upstream request: {e}"))
                 })?;
+                let only_1h_cache = requests_only_1h_cache(&body);
                 let call = ConverseCall {
                     model_id: plan.route.resolved_id.clone(),
                     request: body,
@@ -377,15 +425,19 @@ impl Relay {
                     let upstream = self
                         .with_tier_fallback(&plan, call, |b, c| b.converse_stream(c), without_tier)
                         .await;
-                    let upstream = self.settle(&plan, "converse", upstream)?;
+                    let (upstream, sent_tier) = self.settle(&plan, "converse", upstream)?;
+                    let mut served = Served::new(sent_tier, only_1h_cache);
+                    served.input_estimate = estimate_input_tokens(&request);
                     let machine =
                         stream::Machine::converse(plan.response.clone(), self.config.metadata_wait);
-                    stream::start(self, plan, machine, upstream, permit).await
+                    stream::start(self, plan, machine, upstream, permit, served).await
                 } else {
                     let result = self
                         .with_tier_fallback(&plan, call, |b, c| b.converse(c), without_tier)
                         .await;
-                    let output = self.settle(&plan, "converse", result)?;
+                    let (output, sent_tier) = self.settle(&plan, "converse", result)?;
+                    let mut served = Served::new(sent_tier, only_1h_cache);
+                    served.reported_tier = converse_service_tier(&output);
                     let response = serde_json::from_value(output).map_err(|e| {
                         ApiError::api(format!(
                             "Bedrock returned an unexpected Converse response: {e}"
@@ -393,8 +445,15 @@ impl Relay {
                     })?;
                     let message = to_messages_response(response, &plan.response);
                     let usage = usage_of(&message);
-                    self.usage
-                        .record(plan.usage_record("converse", usage, UsageOutcome::Ok, None));
+                    served.cache_write_1h = cache_write_1h_of(&message);
+                    served.observe();
+                    self.usage.record(plan.usage_record(
+                        "converse",
+                        usage,
+                        UsageOutcome::Ok,
+                        None,
+                        &served,
+                    ));
                     drop(permit);
                     Ok(Outcome::Message { message, usage })
                 }
@@ -421,18 +480,21 @@ impl Relay {
             Default::default(),
             UsageOutcome::Error(error.metric_label()),
             None,
+            // Nothing ran: the record keeps the tier that was asked for.
+            &Served::new(plan.tier.clone(), false),
         ));
         error
     }
 
     /// Call once; if Bedrock rejects the service tier, retry once on `default` (spec 10.6).
+    /// Also returns the tier sent on the call that answered (`None` after the fallback).
     async fn with_tier_fallback<'b, C, T, F>(
         &'b self,
         plan: &Plan,
         call: C,
         op: F,
         strip_tier: impl FnOnce(C) -> C,
-    ) -> Result<T, BedrockError>
+    ) -> Result<(T, Option<String>), BedrockError>
     where
         C: Clone,
         F: Fn(&'b dyn Bedrock, C) -> BoxFuture<'b, Result<T, BedrockError>>,
@@ -449,9 +511,9 @@ impl Relay {
                 Err(e) if plan.tier.is_some() && e.is_service_tier_rejection() => {
                     tracing::warn!(request_id = %plan.call.request_id, tier = ?plan.tier, model = %plan.route.resolved_id, "model rejected the service tier; retrying on default");
                     metrics::counter!("translator_service_tier_fallback_total").increment(1);
-                    op(bedrock, strip_tier(call)).await
+                    op(bedrock, strip_tier(call)).await.map(|out| (out, None))
                 }
-                other => other,
+                other => other.map(|out| (out, plan.tier.clone())),
             }
         };
         tracing::Instrument::instrument(call, span).await

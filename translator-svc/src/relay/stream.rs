@@ -9,12 +9,15 @@ use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 
-use super::{Outcome, Plan, Relay, SseChunk};
+use super::{Outcome, Plan, Relay, Served, SseChunk};
 use crate::anthropic::stream::SseEvent;
 use crate::bedrock::EventStream;
-use crate::convert::response::{ResponseOptions, TokenUsage};
+use crate::convert::response::{
+    OutputEstimate, ResponseOptions, TokenUsage, converse_service_tier, upstream_cache_write_1h,
+};
 use crate::convert::stream::{ConverseStreamState, InvokeStreamState, StreamEnd};
 use crate::error::ApiError;
+use crate::ratelimit::{TokenCharge, TokenCharger};
 use crate::usage::{Outcome as UsageOutcome, UsageSink};
 
 /// One of the two state machines, behind the same small surface.
@@ -83,6 +86,48 @@ struct Meter {
     usage: TokenUsage,
     first_token: Option<Duration>,
     outcome: Option<UsageOutcome>,
+    served: Served,
+    /// Output streamed to the client so far (Bedrock reports output only at the end).
+    streamed: OutputEstimate,
+    charger: Option<TokenCharger>,
+}
+
+impl Meter {
+    /// The client went away before the end: the Bedrock call is cancelled, but what it consumed
+    /// until then is billed. Usage reported so far is the floor: the input known at
+    /// `message_start` (Invoke) or the local estimate (Converse reports usage only at the end),
+    /// plus the output streamed so far. Envoy cannot charge it (no trailer on a reset stream), so
+    /// it is charged to the key's TPM limit here, counted as the trailer counts it.
+    fn abandoned(&mut self) {
+        let usage = &mut self.usage;
+        usage.output_tokens = usage.output_tokens.max(self.streamed.tokens());
+        let reported_input =
+            usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens;
+        if reported_input == 0 {
+            usage.input_tokens = self.served.input_estimate;
+        }
+        let tokens = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens;
+        let call = &self.plan.call;
+        if let (Some(charger), Some(key_id), Some(tpm)) = (&self.charger, &call.key_id, call.tpm) {
+            charger.charge(TokenCharge {
+                request_id: call.request_id.clone(),
+                key_id: key_id.clone(),
+                tpm,
+                tokens,
+            });
+        }
+    }
+
+    /// The billing facts some upstream events carry: cache writes per TTL (Invoke `message_start`,
+    /// Converse `metadata`) and the tier Bedrock ran (Converse `metadata`).
+    fn observe_upstream(&mut self, event: &Value) {
+        if let Some(one_hour) = upstream_cache_write_1h(event) {
+            self.served.cache_write_1h = Some(one_hour);
+        }
+        if let Some(tier) = converse_service_tier(event) {
+            self.served.reported_tier = Some(tier);
+        }
+    }
 }
 
 impl Drop for Meter {
@@ -93,10 +138,16 @@ impl Drop for Meter {
             .unwrap_or(UsageOutcome::ClientDisconnected);
         if outcome == UsageOutcome::ClientDisconnected {
             metrics::counter!("translator_client_disconnects_total").increment(1);
+            self.abandoned();
         }
-        let record = self
-            .plan
-            .usage_record(self.api, self.usage, outcome, self.first_token);
+        self.served.observe();
+        let record = self.plan.usage_record(
+            self.api,
+            self.usage,
+            outcome,
+            self.first_token,
+            &self.served,
+        );
         self.sink.record(record);
     }
 }
@@ -108,6 +159,7 @@ pub(super) async fn start(
     mut machine: Machine,
     mut upstream: EventStream<Value>,
     permit: OwnedSemaphorePermit,
+    served: Served,
 ) -> Result<Outcome, ApiError> {
     let requested_model = plan.route.requested_model.clone();
     let first = match upstream.next().await {
@@ -124,8 +176,12 @@ pub(super) async fn start(
         usage: TokenUsage::default(),
         first_token: None,
         outcome: None,
+        served,
+        streamed: OutputEstimate::default(),
+        charger: relay.charger.clone(),
         plan,
     };
+    meter.observe_upstream(&first);
 
     let body = async_stream::stream! {
         // Held until the stream ends so the concurrency cap counts live streams.
@@ -139,6 +195,7 @@ pub(super) async fn start(
                 if meter.first_token.is_none() && event.event == "content_block_delta" {
                     meter.first_token = Some(meter.plan.started.elapsed());
                 }
+                meter.streamed.on_event(&event);
                 last_write = Instant::now();
                 yield SseChunk::Event(event.encode());
             }
@@ -152,6 +209,7 @@ pub(super) async fn start(
                 next = upstream.next() => match next {
                     Some(Ok(event)) => {
                         last_upstream = Instant::now();
+                        meter.observe_upstream(&event);
                         out = machine.on_upstream(event);
                     }
                     Some(Err(e)) => {

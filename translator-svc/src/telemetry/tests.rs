@@ -30,72 +30,32 @@ fn bad_log_levels_name_the_variable() {
 }
 
 #[test]
-fn tracing_is_off_without_an_endpoint() {
+fn otel_settings_come_from_the_source_under_this_services_name() {
     assert!(telemetry(&[]).unwrap().otel.is_none());
-    let c = telemetry(&[
-        ("OTEL_SERVICE_NAME", "gw"),
-        ("OTEL_TRACES_SAMPLER", "always_on"),
-    ]);
-    assert!(c.unwrap().otel.is_none());
-    let c = telemetry(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-        ("OTEL_SDK_DISABLED", "true"),
-    ]);
-    assert!(c.unwrap().otel.is_none());
-}
-
-#[test]
-fn otel_settings_follow_the_standard_variables() {
     let otel = telemetry(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")])
         .unwrap()
         .otel
         .unwrap();
     assert_eq!(otel.traces_endpoint, "http://collector:4318/v1/traces");
     assert_eq!(otel.service_name, "translator-svc");
-    assert_eq!(otel.sampler, SamplerKind::ParentBasedAlwaysOn);
-    let otel = telemetry(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
-        (
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "http://traces:9999/custom",
-        ),
-        ("OTEL_SERVICE_NAME", "gateway-translator"),
-        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
-        ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
-    ])
-    .unwrap()
-    .otel
-    .unwrap();
-    assert_eq!(otel.traces_endpoint, "http://traces:9999/custom");
-    assert_eq!(otel.service_name, "gateway-translator");
-    assert_eq!(otel.sampler, SamplerKind::ParentBasedTraceIdRatio(0.25));
 }
 
 #[test]
 fn bad_otel_settings_name_the_variable() {
+    // The parsing itself is gateway_proto::telemetry's (tested there); a bad value must still
+    // stop this service's start with a ConfigError naming the variable.
     for (name, value) in [
         ("OTEL_TRACES_SAMPLER", "sometimes"),
-        ("OTEL_TRACES_SAMPLER_ARG", "2"),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_SDK_DISABLED", "maybe"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
     ] {
         let err = telemetry(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
-            (
-                "OTEL_TRACES_SAMPLER",
-                if name == "OTEL_TRACES_SAMPLER_ARG" {
-                    "traceidratio"
-                } else {
-                    "always_on"
-                },
-            ),
             (name, value),
         ])
         .unwrap_err();
         assert_eq!(err.name, name, "{value}");
     }
-    let err = telemetry(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")]).unwrap_err();
-    assert_eq!(err.name, "OTEL_EXPORTER_OTLP_ENDPOINT");
 }
 
 #[tokio::test]

@@ -57,6 +57,14 @@ pub fn describe() {
             "Calls retried on the default tier after a model rejected the tier",
         ),
         (
+            "translator_service_tier_served_total",
+            "Answered calls by the tier asked for and the tier Bedrock reports running (the one billed)",
+        ),
+        (
+            "translator_disconnect_token_charges_total",
+            "Token charges sent to ratelimit-svc for streams the client abandoned, by result",
+        ),
+        (
             "translator_client_disconnects_total",
             "Streams the client abandoned (the Bedrock call is cancelled)",
         ),
@@ -93,6 +101,18 @@ pub fn describe() {
     }
     for result in ["ok", "duplicate", "failed", "dropped"] {
         metrics::counter!(USAGE_WRITES, "result" => result).increment(0);
+    }
+    for result in ["ok", "error"] {
+        metrics::counter!("translator_disconnect_token_charges_total", "result" => result)
+            .increment(0);
+    }
+    // Each tier a key can ask for, run as asked or overflowed to the standard tier.
+    for requested in ["flex", "priority", "reserved"] {
+        for served in [requested, "default"] {
+            metrics::counter!("translator_service_tier_served_total",
+                "requested" => requested, "served" => served)
+            .increment(0);
+        }
     }
     for name in [
         USAGE_WRITE_RETRIES,

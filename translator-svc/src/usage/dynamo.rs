@@ -143,6 +143,7 @@ fn log_lost(r: &UsageRecord, reason: &str) {
         output_tokens = r.usage.output_tokens,
         cache_read_input_tokens = r.usage.cache_read_input_tokens,
         cache_creation_input_tokens = r.usage.cache_creation_input_tokens,
+        cache_write_1h_tokens = r.cache_write_1h_tokens,
         "usage record lost"
     );
 }
@@ -256,7 +257,7 @@ impl Writer {
         let time = rfc3339_millis(p.at);
         let date = Date::of(p.at);
         let (day, month) = (date.to_string(), date.month_label());
-        let tokens = Tokens::from_usage(&r.usage);
+        let tokens = Tokens::from_usage(&r.usage, r.cache_write_1h_tokens);
         let cost = self.prices.cost(
             &r.resolved_model,
             &r.requested_model,
@@ -268,9 +269,14 @@ impl Writer {
             metrics::counter!("translator_usage_unpriced_total", "model" => r.resolved_model.clone()).increment(1);
         }
         let cost = cost.unwrap_or(0);
+        // The model calls of one PTC round share a request id: the call number keeps them apart.
+        let sk = match &r.ptc {
+            Some(ptc) => format!("{}#{}", request_sk(&time, &r.request_id), ptc.model_call),
+            None => request_sk(&time, &r.request_id),
+        };
         let mut item = Item::from([
             (PK.to_string(), s(usage_pk(key_id))),
-            (SK.to_string(), s(request_sk(&time, &r.request_id))),
+            (SK.to_string(), s(sk)),
             ("type".into(), s("request")),
             ("key_id".into(), s(key_id)),
             ("request_id".into(), s(&r.request_id)),
@@ -294,10 +300,21 @@ impl Writer {
         if let Some(ttft) = r.time_to_first_token {
             item.insert("ttft_ms".into(), n(ttft.as_millis()));
         }
+        if let Some(ptc) = &r.ptc {
+            item.insert("ptc_model_call".into(), n(ptc.model_call));
+            if let Some(container_id) = &ptc.container_id {
+                item.insert("container_id".into(), s(container_id));
+            }
+            if let Some(execution_id) = &ptc.execution_id {
+                item.insert("execution_id".into(), s(execution_id));
+            }
+        }
         if let Some(retention) = self.settings.retention {
             item.insert("expires_at".into(), n(unix_secs(p.at + retention)));
         }
         let table = &self.dynamo.tables.usage;
+        // A PTC round is one client request, whatever its number of model calls.
+        let requests = u64::from(r.ptc.as_ref().is_none_or(|ptc| ptc.model_call <= 1));
         let put = Put::builder()
             .table_name(table)
             .set_item(Some(item))
@@ -313,6 +330,7 @@ impl Writer {
                 .expression_attribute_values(":key", s(key_id))
                 .expression_attribute_values(":month", s(&month))
                 .expression_attribute_values(":now", s(&time))
+                .expression_attribute_values(":one", n(requests))
                 .build()
                 .map_err(StoreError::backend)?;
         let day_counter = counter_update(
@@ -329,6 +347,7 @@ impl Writer {
         .expression_attribute_values(":key", s(key_id))
         .expression_attribute_values(":model", s(&r.requested_model))
         .expression_attribute_values(":day", s(&day))
+        .expression_attribute_values(":one", n(requests))
         .build()
         .map_err(StoreError::backend)?;
         Ok(vec![
@@ -339,7 +358,7 @@ impl Writer {
     }
 }
 
-const COUNTERS: &str = "ADD requests :one, input_tokens :in, output_tokens :out, cache_read_tokens :cr, cache_write_tokens :cw, cost_nanos :cost";
+const COUNTERS: &str = "ADD requests :one, input_tokens :in, output_tokens :out, cache_read_tokens :cr, cache_write_tokens :cw, cache_write_1h_tokens :cw1h, cost_nanos :cost";
 
 fn counter_update(
     table: &str,
@@ -357,6 +376,7 @@ fn counter_update(
         .expression_attribute_values(":out", n(tokens.output))
         .expression_attribute_values(":cr", n(tokens.cache_read))
         .expression_attribute_values(":cw", n(tokens.cache_write()))
+        .expression_attribute_values(":cw1h", n(tokens.cache_write_1h))
         .expression_attribute_values(":cost", n(cost))
 }
 

@@ -267,3 +267,54 @@ async fn a_dead_store_never_blocks_the_caller() {
     assert_eq!(failed + dropped, 50);
     assert!(stats.retries.load(Ordering::Relaxed) >= failed);
 }
+
+/// ptc.md 16: the model calls of one PTC round are one record each under the round's request id,
+/// in the same millisecond here, none lost; a repeated record still writes once; the round counts
+/// as one request in the counters, its tokens all count.
+#[tokio::test]
+async fn the_model_calls_of_a_ptc_round_are_separate_records() {
+    let h = harness().await;
+    let (key, _) = h.create_key(settings("ptc")).await;
+    let sink = h.wired.usage_sink.clone();
+    let call = |n: u32, execution: Option<&str>| {
+        let mut record = usage_record(&key.id, "req_ptc", 100 * u64::from(n), 10, Outcome::Ok);
+        record.ptc = Some(crate::usage::PtcCall {
+            model_call: n,
+            container_id: Some("container_abc".into()),
+            execution_id: execution.map(str::to_string),
+        });
+        record
+    };
+    sink.record(call(1, None));
+    sink.record(call(2, Some("srvtoolu_1")));
+    sink.record(call(3, Some("srvtoolu_2")));
+    sink.record(call(2, Some("srvtoolu_1")));
+    sink.flush().await;
+
+    let items = scan(&h.wired.dynamo, &h.wired.dynamo.tables.usage).await;
+    let mut requests = requests_of(&items);
+    requests.sort_by_key(|i| get_n::<u64>(i, "ptc_model_call"));
+    assert_eq!(requests.len(), 3);
+    assert_eq!(sum(&requests, "input_tokens"), 600);
+    assert_eq!(sum(&requests, "output_tokens"), 30);
+    let field = |i: &Item, name: &str| crate::keys::item::get_s(i, name);
+    assert!(
+        requests
+            .iter()
+            .all(|i| field(i, "request_id").as_deref() == Some("req_ptc"))
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|i| field(i, "container_id").as_deref() == Some("container_abc"))
+    );
+    assert_eq!(field(requests[0], "execution_id"), None);
+    assert_eq!(
+        field(requests[2], "execution_id").as_deref(),
+        Some("srvtoolu_2")
+    );
+    let spend = h.wired.store.month_spend(&key.id, "2026-11").await.unwrap();
+    assert_eq!(spend.requests, 1);
+    assert_eq!(spend.input_tokens, 600);
+    assert_eq!(sink.stats().duplicates.load(Ordering::Relaxed), 1);
+}

@@ -38,9 +38,25 @@ pub struct UsageRecord {
     pub tier: Option<String>,
     pub stream: bool,
     pub usage: TokenUsage,
+    /// How many of `usage.cache_creation_input_tokens` were 1-hour cache writes (priced at 2x
+    /// input instead of 1.25x); the rest were 5-minute writes.
+    pub cache_write_1h_tokens: u64,
     pub latency: Duration,
     pub time_to_first_token: Option<Duration>,
     pub outcome: Outcome,
+    /// Set for the model calls of a PTC round: several records then share one request id.
+    pub ptc: Option<PtcCall>,
+}
+
+/// Where a model call sits in a PTC round (ptc.md 16): each call is its own usage record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PtcCall {
+    /// 1-based number of the model call within the round; keeps the records' keys apart.
+    pub model_call: u32,
+    /// The round's session, once one exists.
+    pub container_id: Option<String>,
+    /// The execution whose output this call follows (`srvtoolu_...`), if any.
+    pub execution_id: Option<String>,
 }
 
 pub trait UsageSink: Send + Sync {
@@ -106,9 +122,13 @@ fn observe(r: &UsageRecord) {
         output_tokens = r.usage.output_tokens,
         cache_read_input_tokens = r.usage.cache_read_input_tokens,
         cache_creation_input_tokens = r.usage.cache_creation_input_tokens,
+        cache_write_1h_tokens = r.cache_write_1h_tokens,
         latency_ms = r.latency.as_millis() as u64,
         ttft_ms = r.time_to_first_token.map(|d| d.as_millis() as u64),
         outcome = r.outcome.label(),
+        ptc_model_call = r.ptc.as_ref().map(|p| p.model_call),
+        container_id = r.ptc.as_ref().and_then(|p| p.container_id.as_deref()),
+        execution_id = r.ptc.as_ref().and_then(|p| p.execution_id.as_deref()),
         "usage"
     );
 }

@@ -1,6 +1,7 @@
 //! compose/compose.yaml without Docker Compose v2 (not installable here): the compose-spec JSON
 //! schema (shipped inside check-jsonschema), then the cross-references a schema cannot see and
-//! the project's own rules (loopback-only ports, health checks, restart policies).
+//! the project's own rules (loopback-only ports, health checks, restart policies), and the
+//! `observability` profile's Prometheus and Grafana against the files they mount.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -31,7 +32,8 @@ pub fn check(tools: &Tools, file: &Path) -> Result<()> {
         bail!("{}: expected exactly one YAML document", file.display());
     };
     let dir = file.parent().unwrap_or(Path::new("."));
-    let problems = rule_violations(project, dir);
+    let mut problems = rule_violations(project, dir);
+    problems.extend(super::observability::violations(tools, project, dir)?);
     if !problems.is_empty() {
         bail!("{}:\n  {}", file.display(), problems.join("\n  "));
     }

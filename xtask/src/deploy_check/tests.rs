@@ -113,6 +113,74 @@ fn compose_rejects_a_public_port() {
 }
 
 #[test]
+fn compose_observability_profile_is_wired_and_optional() {
+    let file = root().join(compose::COMPOSE_FILE);
+    let tools = tools();
+    let documents = tools::yaml_documents(&tools, &file).unwrap();
+    let mut project = documents[0].clone();
+    let dir = file.parent().unwrap();
+    for service in ["prometheus", "grafana"] {
+        assert_eq!(
+            project["services"][service]["profiles"],
+            serde_json::json!([observability::PROFILE]),
+            "{service} must stay out of the default `docker compose up`"
+        );
+    }
+    assert_eq!(
+        observability::violations(&tools, &project, dir).unwrap(),
+        Vec::<String>::new()
+    );
+    // The same project with Grafana's dashboard left out, and Prometheus in every profile.
+    let grafana = &mut project["services"]["grafana"];
+    let volumes = grafana["volumes"].as_array_mut().unwrap();
+    volumes.retain(|v| !v.as_str().unwrap_or("").contains("grafana-dashboard.json"));
+    project["services"]["prometheus"]
+        .as_object_mut()
+        .unwrap()
+        .remove("profiles");
+    let problems = observability::violations(&tools, &project, dir)
+        .unwrap()
+        .join("\n");
+    assert!(
+        problems
+            .contains("no dashboard is mounted under the provider path `/etc/grafana/dashboards`")
+            && problems.contains("service `prometheus`: not behind the `observability` profile"),
+        "{problems}"
+    );
+}
+
+#[test]
+fn compose_rejects_a_grafana_data_source_that_misses_prometheus() {
+    let message = failure(compose::check(
+        &tools(),
+        &fixture("compose/observability-wrong-datasource.yaml"),
+    ));
+    assert!(
+        message.contains(
+            "data source URL `http://prometheus-server:9090` does not name the compose Prometheus"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("dashboard"), "one fault only: {message}");
+}
+
+#[test]
+fn compose_rejects_a_dashboard_provider_without_dashboards() {
+    let message = failure(compose::check(
+        &tools(),
+        &fixture("compose/observability-missing-dashboard.yaml"),
+    ));
+    assert!(
+        message.contains("no dashboard is mounted under the provider path"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("data source"),
+        "one fault only: {message}"
+    );
+}
+
+#[test]
 fn kubernetes_overlays_pass() {
     let scratch = Scratch::new(&root()).unwrap();
     assert_eq!(

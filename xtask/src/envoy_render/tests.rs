@@ -276,6 +276,50 @@ fn ptc_router_and_more_translators_fill_their_slots() {
 }
 
 #[test]
+fn ptc_router_asks_a_given_dns_server_only_when_told_and_envoy_accepts_it() {
+    let replicas = [("ptc-replicas.e2e.test", 50071)];
+    let resolver = PtcDnsResolver {
+        server: "127.0.0.1:5353".parse().unwrap(),
+    };
+    let configs = |wasm: &Path| {
+        let plain = EnvoyVars::local(wasm, "s")
+            .with_ptc_router("127.0.0.1", 50070, &replicas)
+            .unwrap();
+        let resolved = EnvoyVars::local(wasm, "s")
+            .with_ptc_router_resolved_by("127.0.0.1", 50070, &replicas, Some(resolver))
+            .unwrap();
+        (
+            render_envoy(&plain).unwrap(),
+            render_envoy(&resolved).unwrap(),
+        )
+    };
+    let (plain, out) = configs(Path::new("/w.wasm"));
+    assert!(!plain.contains("typed_dns_resolver_config") && !plain.contains("dns_refresh_rate"));
+    assert!(!out.contains("{{"), "{out}");
+    for needle in [
+        // Fields of the `ptc` cluster, at its indentation.
+        "    lb_policy: RING_HASH\n    dns_lookup_family: V4_ONLY\n    typed_dns_resolver_config:\n",
+        "        - socket_address: { address: 127.0.0.1, port_value: 5353 }",
+        "socket_address: { address: ptc-replicas.e2e.test, port_value: 50071 }",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in\n{out}");
+    }
+    assert!(!out.contains("dns_resolver:\n"), "{out}");
+    let Some(envoy) = envoy_bin() else {
+        assert!(!in_ci(), "Envoy not found and CI=true forbids skipping");
+        eprintln!("SKIPPED: Envoy not found");
+        return;
+    };
+    let (plain, out) = configs(&gate_wasm());
+    for config in [&plain, &out] {
+        let (ok, text) = validate(&envoy, config);
+        assert!(ok, "PTC router config rejected by envoy:\n{text}\n{config}");
+        // Deprecated fields are warnings now and errors in a later Envoy.
+        assert!(!text.contains("Deprecated field"), "{text}");
+    }
+}
+
+#[test]
 fn tracing_is_rendered_only_with_a_collector_and_envoy_accepts_it() {
     let local = EnvoyVars::local(&gate_wasm(), "s");
     let plain = render_envoy(&local).unwrap();

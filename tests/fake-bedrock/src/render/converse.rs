@@ -136,13 +136,25 @@ fn blob(data: &str) -> String {
 
 fn usage(reply: &Reply) -> Value {
     let usage = reply.usage;
-    json!({
+    let mut out = json!({
         "inputTokens": usage.input_tokens,
         "outputTokens": usage.output_tokens,
         "totalTokens": usage.input_tokens + usage.output_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens,
         "cacheReadInputTokens": usage.cache_read_input_tokens,
         "cacheWriteInputTokens": usage.cache_creation_input_tokens,
-    })
+    });
+    // Cache writes per TTL (`CacheDetail`), one entry per TTL that was written.
+    if let (Some((five_minutes, one_hour)), Some(o)) =
+        (usage.cache_creation_by_ttl(), out.as_object_mut())
+    {
+        let details: Vec<Value> = [("5m", five_minutes), ("1h", one_hour)]
+            .into_iter()
+            .filter(|(_, tokens)| *tokens > 0)
+            .map(|(ttl, tokens)| json!({"ttl": ttl, "inputTokens": tokens}))
+            .collect();
+        o.insert("cacheDetails".into(), Value::Array(details));
+    }
+    out
 }
 
 /// Claude reports the matched stop sequence only when `/stop_sequence` was requested.

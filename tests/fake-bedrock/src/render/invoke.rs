@@ -34,13 +34,28 @@ pub fn response_json(reply: &Reply) -> Value {
         "content": content,
         "stop_reason": reply.stop_reason,
         "stop_sequence": reply.stop_sequence,
-        "usage": {
-            "input_tokens": reply.usage.input_tokens,
-            "cache_creation_input_tokens": reply.usage.cache_creation_input_tokens,
-            "cache_read_input_tokens": reply.usage.cache_read_input_tokens,
-            "output_tokens": reply.usage.output_tokens,
-        },
+        "usage": usage_json(reply, reply.usage.output_tokens),
     })
+}
+
+/// Anthropic usage; Claude adds `cache_creation` per TTL when the scenario reports TTLs.
+fn usage_json(reply: &Reply, output_tokens: u64) -> Value {
+    let usage = reply.usage;
+    let mut out = json!({
+        "input_tokens": usage.input_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "output_tokens": output_tokens,
+    });
+    if let (Some((five_minutes, one_hour)), Some(o)) =
+        (usage.cache_creation_by_ttl(), out.as_object_mut())
+    {
+        o.insert(
+            "cache_creation".into(),
+            json!({"ephemeral_5m_input_tokens": five_minutes, "ephemeral_1h_input_tokens": one_hour}),
+        );
+    }
+    out
 }
 
 /// The Anthropic stream events, message_start to message_stop (with invocation metrics).
@@ -56,12 +71,7 @@ pub fn stream_events(reply: &Reply) -> Vec<Value> {
             "content": [],
             "stop_reason": null,
             "stop_sequence": null,
-            "usage": {
-                "input_tokens": usage.input_tokens,
-                "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-                "cache_read_input_tokens": usage.cache_read_input_tokens,
-                "output_tokens": 1,
-            },
+            "usage": usage_json(reply, 1),
         },
     })];
     for (index, block) in reply.content.iter().enumerate() {

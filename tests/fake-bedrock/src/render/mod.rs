@@ -23,7 +23,7 @@ pub struct Reply {
     pub stop_reason: String,
     pub stop_sequence: Option<String>,
     pub usage: ResolvedUsage,
-    /// The tier the request asked for, echoed back.
+    /// The tier Bedrock reports it ran: the scenario's `served_tier`, else the requested one.
     pub service_tier: Option<String>,
     /// The request asked Converse for `/stop_sequence`.
     pub wants_stop_sequence_field: bool,
@@ -37,6 +37,18 @@ pub struct ResolvedUsage {
     pub output_tokens: u64,
     pub cache_read_input_tokens: u64,
     pub cache_creation_input_tokens: u64,
+    /// The 1-hour share of `cache_creation_input_tokens`, when the scenario reports TTLs.
+    pub cache_creation_1h_input_tokens: Option<u64>,
+}
+
+impl ResolvedUsage {
+    /// `(5m, 1h)` cache writes, when reported per TTL.
+    pub fn cache_creation_by_ttl(&self) -> Option<(u64, u64)> {
+        self.cache_creation_1h_input_tokens.map(|one_hour| {
+            let one_hour = one_hour.min(self.cache_creation_input_tokens);
+            (self.cache_creation_input_tokens - one_hour, one_hour)
+        })
+    }
 }
 
 impl Reply {
@@ -77,6 +89,7 @@ impl Reply {
                 .unwrap_or_else(|| estimate_tokens(content_chars(&content))),
             cache_read_input_tokens: usage.cache_read_input_tokens.unwrap_or(0),
             cache_creation_input_tokens: usage.cache_creation_input_tokens.unwrap_or(0),
+            cache_creation_1h_input_tokens: usage.cache_creation_1h_input_tokens,
         };
         let pause_ms = scenario.pause.map_or(0, |pause| pause.ms);
         Self {
@@ -85,7 +98,10 @@ impl Reply {
             stop_reason,
             stop_sequence,
             usage,
-            service_tier: view.service_tier.clone(),
+            service_tier: scenario
+                .served_tier
+                .clone()
+                .or_else(|| view.service_tier.clone()),
             wants_stop_sequence_field: view.wants_stop_sequence_field,
             latency_ms: (scenario.first_event_delay_ms + pause_ms).max(1),
         }

@@ -41,6 +41,7 @@ fn rich_scenario() -> Scenario {
             output_tokens: Some(22),
             cache_read_input_tokens: Some(33),
             cache_creation_input_tokens: Some(44),
+            cache_creation_1h_input_tokens: None,
         }),
         ..Scenario::with_content(vec![
             ContentBlock::thinking("Let me consider the question carefully.", "sig-abc"),

@@ -18,3 +18,5 @@ mod errors;
 mod invoke;
 #[cfg(test)]
 mod strictness;
+#[cfg(test)]
+mod tiers;

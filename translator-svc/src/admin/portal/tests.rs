@@ -544,6 +544,14 @@ async fn the_model_list_shows_the_built_in_defaults() {
         "{sonnet}"
     );
     assert_eq!(sonnet["backend"], "invoke");
+    // Aliases clients may send resolve to the same model; they are shown with it, not listed.
+    assert_eq!(sonnet["aliases"], json!(["claude-sonnet-4-5"]));
+    assert!(builtin.iter().all(|e| e["key"] != "claude-sonnet-4-5"));
+    let opus = builtin
+        .iter()
+        .find(|e| e["key"] == "claude-opus-4-7")
+        .expect("Opus 4.7 among the defaults");
+    assert_eq!(opus["aliases"], json!([]));
     assert_eq!(body["data"], json!([]));
 }
 

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "gatewayctl",
     version,
-    about = "Manage the gateway: API keys, usage, pricing, model mapping"
+    about = "Manage the gateway: API keys, usage, budgets, pricing, model mapping"
 )]
 pub struct Cli {
     /// Gateway (or translator-svc) base URL.
@@ -34,6 +34,8 @@ pub enum Command {
     Keys(KeysCommand),
     /// Usage and cost totals per key, model or day.
     Usage(UsageArgs),
+    /// Monthly budgets: keys near or over theirs this month; set or clear a key's budget.
+    Budgets(BudgetsArgs),
     /// Per-model prices (USD per million tokens).
     Pricing {
         #[command(subcommand)]
@@ -152,6 +154,43 @@ pub struct UsageArgs {
     pub key: Option<String>,
     #[arg(long)]
     pub model: Option<String>,
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BudgetsArgs {
+    #[command(subcommand)]
+    pub command: Option<BudgetsCommand>,
+    #[command(flatten)]
+    pub list: BudgetsList,
+}
+
+/// `budgets` without a subcommand: the keys near or over their budget.
+#[derive(Args)]
+pub struct BudgetsList {
+    /// Share of the budget (0 to 1) from which a key counts as near (the API's default: 0.8).
+    #[arg(long)]
+    pub near: Option<f64>,
+    /// Every key with a budget, also those well within it.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BudgetsCommand {
+    /// Set a key's monthly budget in USD; raising it lifts a budget block at once.
+    Set {
+        /// The key id (`key_...`).
+        id: String,
+        /// Monthly budget in USD, more than 0 (the API checks it).
+        #[arg(allow_negative_numbers = true)]
+        usd: f64,
+    },
+    /// Remove a key's monthly budget.
+    Clear {
+        /// The key id (`key_...`).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]

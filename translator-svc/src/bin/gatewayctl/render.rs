@@ -183,3 +183,52 @@ pub fn usage_table(usage: &Value, by: &str) -> String {
     ];
     format!("{title}\n{}", table(&headers, rows))
 }
+
+/// `GET /admin/v1/budgets` as a table, over first; only keys near or over unless `all`.
+pub fn budgets_table(budgets: &Value, all: bool) -> String {
+    let usd = |v: &Value| format!("{:.2}", v.as_f64().unwrap_or(0.0));
+    let rows: Vec<Vec<String>> = budgets["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|row| all || row["state"] != "ok")
+        .map(|row| {
+            vec![
+                text(&row["key_id"]),
+                text(&row["name"]),
+                text(&row["state"]),
+                format!("{:.1}%", row["used"].as_f64().unwrap_or(0.0) * 100.0),
+                usd(&row["spent_usd"]),
+                usd(&row["budget_usd"]),
+                usd(&row["remaining_usd"]),
+                text(&row["requests"]),
+                text(&row["status"]),
+            ]
+        })
+        .collect();
+    let near = budgets["near"].as_f64().unwrap_or(0.0) * 100.0;
+    let title = format!(
+        "budgets {} (UTC month), near from {near:.0}%",
+        text(&budgets["month"])
+    );
+    if rows.is_empty() {
+        let none = if all {
+            "no key has a monthly budget".to_owned()
+        } else {
+            "no key is near or over its budget (--all lists every key with one)".to_owned()
+        };
+        return format!("{title}\n{none}");
+    }
+    let headers = [
+        "id",
+        "name",
+        "state",
+        "used",
+        "spent_usd",
+        "budget_usd",
+        "remaining_usd",
+        "requests",
+        "status",
+    ];
+    format!("{title}\n{}", table(&headers, rows))
+}

@@ -283,3 +283,93 @@ fn invoke_keeps_key_order_and_replaces_model_in_place() {
         ]
     );
 }
+
+#[test]
+fn cache_write_ttl_split_is_read_from_either_path() {
+    let message = json!({"usage": {"cache_creation_input_tokens": 300,
+        "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200}}});
+    assert_eq!(cache_write_1h_of(&message), Some(200));
+    assert_eq!(
+        cache_write_1h_of(&json!({"usage": {"cache_creation_input_tokens": 300}})),
+        None
+    );
+
+    let start = json!({"type": "message_start", "message": {"usage": {"input_tokens": 5,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 40}}}});
+    assert_eq!(upstream_cache_write_1h(&start), Some(40));
+    let delta = json!({"type": "message_delta", "usage": {"output_tokens": 3}});
+    assert_eq!(upstream_cache_write_1h(&delta), None);
+    let metadata = json!({"metadata": {"usage": {"cacheWriteInputTokens": 70,
+        "cacheDetails": [{"ttl": "5m", "inputTokens": 20}, {"ttl": "1h", "inputTokens": 50}]}}});
+    assert_eq!(upstream_cache_write_1h(&metadata), Some(50));
+    let no_details = json!({"metadata": {"usage": {"cacheWriteInputTokens": 70}}});
+    assert_eq!(upstream_cache_write_1h(&no_details), None);
+}
+
+#[test]
+fn converse_cache_details_reach_the_message_usage() {
+    let resp: ConverseResponse = serde_json::from_value(json!({
+        "output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 1, "outputTokens": 2, "totalTokens": 73, "cacheWriteInputTokens": 70,
+                  "cacheDetails": [{"ttl": "1h", "inputTokens": 70}]},
+        "serviceTier": {"type": "default"}
+    }))
+    .unwrap();
+    let message = to_messages_response(resp, &ResponseOptions::default());
+    assert_eq!(cache_write_1h_of(&message), Some(70));
+    assert_eq!(message["usage"]["service_tier"], "standard");
+}
+
+#[test]
+fn the_served_tier_is_read_from_responses_and_metadata() {
+    let response = json!({"stopReason": "end_turn", "serviceTier": {"type": "default"}});
+    assert_eq!(converse_service_tier(&response).as_deref(), Some("default"));
+    let metadata = json!({"metadata": {"usage": {}, "serviceTier": {"type": "flex"}}});
+    assert_eq!(converse_service_tier(&metadata).as_deref(), Some("flex"));
+    assert_eq!(converse_service_tier(&json!({"metadata": {}})), None);
+}
+
+#[test]
+fn only_1h_cache_markers_mean_1h_writes() {
+    let invoke = json!({"system": [{"type": "text", "text": "s",
+        "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "u",
+        "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}]});
+    assert!(requests_only_1h_cache(&invoke));
+    let mixed = json!({"system": [{"text": "s"}, {"cachePoint": {"type": "default", "ttl": "1h"}}],
+        "messages": [{"role": "user", "content": [{"text": "u"}, {"cachePoint": {"type": "default"}}]}]});
+    assert!(!requests_only_1h_cache(&mixed));
+    let converse =
+        json!({"system": [{"text": "s"}, {"cachePoint": {"type": "default", "ttl": "1h"}}]});
+    assert!(requests_only_1h_cache(&converse));
+    assert!(!requests_only_1h_cache(&json!({"messages": []})));
+}
+
+#[test]
+fn output_estimate_counts_streamed_deltas() {
+    use crate::anthropic::stream::SseEvent;
+    let mut estimate = OutputEstimate::default();
+    let delta = |delta: Value| {
+        SseEvent::new(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+        )
+    };
+    estimate.on_event(&delta(json!({"type": "text_delta", "text": "abcdefgh"})));
+    estimate.on_event(&delta(json!({"type": "thinking_delta", "thinking": "ab"})));
+    estimate.on_event(&delta(
+        json!({"type": "input_json_delta", "partial_json": "{}"}),
+    ));
+    estimate.on_event(&delta(
+        json!({"type": "signature_delta", "signature": "zzzzzzzz"}),
+    ));
+    estimate.on_event(&SseEvent::new(
+        "message_start",
+        json!({"message": {"content": "xxxx"}}),
+    ));
+    // 12 characters: 3 tokens; signatures and other events do not count.
+    assert_eq!(estimate.tokens(), 3);
+    estimate.on_event(&delta(json!({"type": "text_delta", "text": "日本"})));
+    assert_eq!(estimate.tokens(), 5);
+}

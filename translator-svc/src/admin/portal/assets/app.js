@@ -465,7 +465,8 @@ async function renderUsage(container, names) {
         total('Input tokens', fmtInt(t.input_tokens), 'total-input'),
         total('Output tokens', fmtInt(t.output_tokens), 'total-output'),
         total('Cache read tokens', fmtInt(t.cache_read_tokens), 'total-cache-read'),
-        total('Cache write tokens', fmtInt(t.cache_write_tokens), 'total-cache-write'),
+        // 1-hour writes cost 2x input, 5-minute ones 1.25x: the split explains the cost.
+        total('Cache write tokens', `${fmtInt(t.cache_write_tokens)}${t.cache_write_1h_tokens ? ` (1h: ${fmtInt(t.cache_write_1h_tokens)})` : ''}`, 'total-cache-write'),
         total('Cost', fmtUsd(t.cost_usd), 'total-cost'))),
     h('div', { class: 'card chart' }, h('h2', {}, `${metrics[f.metric].label} per day (UTC)`), dayChart(byDay.data, byDay.from, byDay.to, f.metric)),
     h('div', { class: 'columns' },
@@ -628,6 +629,8 @@ async function modelsPage(view) {
   const overridden = new Set(models.data.map((m) => m.key));
   const builtin = (models.builtin || []).map((b) => h('tr', { 'data-model': b.key },
     h('td', { class: 'mono' }, b.key, overridden.has(b.key) ? h('span', {}, ' ', badge('overridden', 'near')) : null),
+    // Unlisted names clients may also send (`claude-sonnet-4-5`): same model, not in /v1/models.
+    h('td', { class: 'mono small', 'data-testid': 'aliases' }, (b.aliases || []).length ? b.aliases.join(', ') : '—'),
     h('td', { class: 'mono' }, b.bedrock_id), h('td', {}, b.family), h('td', {}, b.backend), h('td', {}, b.display_name),
     h('td', { class: 'num' }, b.max_output_tokens ? fmtInt(b.max_output_tokens) : '—'),
     h('td', { class: 'actions' }, h('button', { type: 'button', class: 'secondary small', onclick: () => fill(b.key, { bedrock_id: b.bedrock_id, display_name: b.display_name }) }, 'Override'))));
@@ -641,7 +644,7 @@ async function modelsPage(view) {
         : h('p', { class: 'empty' }, 'None: every name resolves through the built-in defaults.')),
     h('div', { class: 'card' }, h('h2', {}, `Built-in defaults (${(models.builtin || []).length}, read-only)`),
       h('table', { 'data-testid': 'builtin-models' },
-        h('thead', {}, h('tr', {}, ['Name', 'Bedrock id', 'Family', 'API', 'Display name', 'Max output', ''].map((c) => h('th', {}, c)))),
+        h('thead', {}, h('tr', {}, ['Name', 'Aliases', 'Bedrock id', 'Family', 'API', 'Display name', 'Max output', ''].map((c) => h('th', {}, c)))),
         h('tbody', {}, builtin))));
 }
 

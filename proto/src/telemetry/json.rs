@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-pub struct FlatJson;
+pub(super) struct FlatJson;
 
 struct Fields<'a>(&'a mut Map<String, Value>);
 
