@@ -45,28 +45,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     // A missing image is reported by /health/ptc and per request; it does not stop the service,
     // so an operator can load the image without a restart.
+    let shutdown = shutdown_signal()?;
     let running = server::start(config, Arc::new(sandbox)).await?;
     let stop = running.stopper();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutting down: draining sessions");
         let _ = stop.send(true);
     });
     running.wait().await
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM; the handlers are registered when this returns, not when it is awaited, so
+/// a signal that follows the "listening" line at once still means a clean stop.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let interrupt = tokio::signal::ctrl_c();
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = interrupt => {}
-                _ = terminate.recv() => {}
-            }
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-        Err(_) => {
-            let _ = interrupt.await;
-        }
-    }
+    })
 }

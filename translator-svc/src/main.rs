@@ -5,21 +5,26 @@ use std::process::ExitCode;
 use translator_svc::config::Config;
 use translator_svc::{app, telemetry};
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-            return;
+/// SIGINT or SIGTERM; the handlers are registered when this returns, not when it is awaited, so
+/// a signal that follows the "listening" line at once still means a clean stop.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    let _ = ctrl_c.await;
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 #[tokio::main]
@@ -57,8 +62,9 @@ async fn main() -> ExitCode {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (state, grpc, keys) = app::state(config, bedrock).await?;
+        let shutdown = shutdown_signal()?;
         tracing::info!(%addr, "translator-svc listening on {addr}");
-        translator_svc::api::serve(listener, state, grpc, shutdown_signal()).await?;
+        translator_svc::api::serve(listener, state, grpc, shutdown).await?;
         // Write the usage of the last requests before the process (and the embedded store) ends.
         let _ =
             tokio::time::timeout(std::time::Duration::from_secs(10), keys.usage_sink.flush()).await;

@@ -1256,6 +1256,7 @@ async fn a_round_whose_translator_died_is_taken_over_by_the_retry() {
         .into_inner();
     let execution = session.execution.unwrap();
     let pending = execution.pending[0].id.clone();
+    let mut watch = ptc.clone();
     let dead_owner = tokio::spawn(async move {
         ptc.deliver_results(DeliverResultsRequest {
             container_id,
@@ -1267,11 +1268,31 @@ async fn a_round_whose_translator_died_is_taken_over_by_the_retry() {
                 content: "A".into(),
             }],
             round_owner: "crashed-translator:1".into(),
-            round_lease_ms: 0,
+            round_lease_ms: 1_000,
         })
         .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The delivery reached the code (the session runs): the round is the dead owner's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = watch
+            .get_session(GetSessionRequest {
+                container_id: container.as_str().unwrap().to_string(),
+                key_id: "anonymous".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .state;
+        if state != gateway_proto::ptc::v1::SessionState::Paused as i32 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delivery never reached the code"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     h.fake.enqueue(final_turn("Taken over: A."));
     let mut body = streaming_request(&messages, Some(&container));

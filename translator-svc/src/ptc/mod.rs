@@ -2,6 +2,7 @@
 //! tool, guide, rebuilt transcript), the round loop and its response shapes. Sandboxes live in
 //! ptc-svc behind the `Sandbox` seam; nothing per request is kept here (replicas stay stateless).
 
+mod claim;
 pub mod config;
 mod continuation;
 mod health;
