@@ -617,3 +617,67 @@ async fn a_dropped_continuation_is_charged_once_and_its_replay_is_free() {
     }
     assert_eq!(results_seen_by_bedrock(&stack, "toolu_bdrk_01E2eCharge"), 1);
 }
+
+/// ptc.md 16 for a new round: a streaming client that leaves while the code runs still has the
+/// model call the round already finished charged to its key (Envoy saw no usage trailer, so
+/// translator-svc charges ratelimit-svc when the round is dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_round_left_while_its_code_runs_is_charged_for_its_finished_model_call() {
+    const TPM: u64 = 100_000;
+    let Some(stack) = Stack::start(StackOptions::default().with_ptc().with_ratelimit())
+        .await
+        .expect("start the gateway")
+    else {
+        return;
+    };
+    let http = stack.http();
+    let created: Value = http
+        .post(format!("{}/admin/v1/keys", stack.url))
+        .header("x-api-key", &stack.master_key)
+        .json(&json!({"name": "e2e-ptc-new-round-charge", "tpm": TPM}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client = Client {
+        http: http.clone(),
+        url: stack.url.clone(),
+        key: created["secret"].as_str().expect("secret").to_string(),
+    };
+    assert_eq!(tokens_remaining(&stack, &client).await, TPM);
+
+    // The model asks for code that runs for 3 s; the call costs 600 input and 30 output tokens.
+    stack.fake.enqueue(Scenario {
+        usage: Some(fake_bedrock::Usage {
+            input_tokens: Some(600),
+            output_tokens: Some(30),
+            cache_read_input_tokens: Some(0),
+            cache_creation_input_tokens: Some(0),
+            cache_creation_1h_input_tokens: None,
+        }),
+        ..code_call(
+            "toolu_bdrk_01E2eNewRound",
+            "import time\ntime.sleep(3)\nprint('done')",
+        )
+    });
+    let messages = vec![json!({"role": "user", "content": "Wait a little."})];
+    let mut response = client.send(&request(&messages, None, true)).await;
+    assert_eq!(response.status(), 200);
+    // The model call is over once its code block is complete; the code then runs.
+    let mut seen = String::new();
+    while !seen.contains("server_tool_use") || !seen.contains("content_block_stop") {
+        let chunk = response.chunk().await.unwrap().expect("the model's events");
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(response);
+    wait_for_remaining(
+        &stack,
+        &client,
+        TPM - 630,
+        "the left round charged its finished model call",
+    )
+    .await;
+}

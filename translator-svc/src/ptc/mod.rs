@@ -181,15 +181,29 @@ async fn serve_round(
     let messages = transcript::rebuild(&client_messages, &names);
     let code_tool_name = tools.code_tool_name.clone();
     let mut round = Round::new(ptc, relay, call, tools, base, message_id, emit);
-    if let Some(answered) = continuation::answered_ids(&client_messages) {
-        return match continuation::resume(
-            &mut round,
-            &client_messages,
-            messages,
-            answered,
-            container,
-        )
-        .await?
+    let result = drive(
+        &mut round,
+        &client_messages,
+        messages,
+        container,
+        &code_tool_name,
+    )
+    .await;
+    round.settle();
+    result
+}
+
+/// The body of `serve_round`, so that every way out of it settles the round.
+async fn drive(
+    round: &mut Round<'_>,
+    client_messages: &[Value],
+    messages: Vec<Value>,
+    container: Option<String>,
+    code_tool_name: &str,
+) -> Result<Answer, ApiError> {
+    if let Some(answered) = continuation::answered_ids(client_messages) {
+        return match continuation::resume(round, client_messages, messages, answered, container)
+            .await?
         {
             continuation::Resumed::Replay(message) => Ok(Answer::replayed(message)),
             continuation::Resumed::Done(message) => Ok(Answer::served(message)),
@@ -198,7 +212,7 @@ async fn serve_round(
     if let Some(container) = &container {
         round.check_named(container).await?;
     }
-    let messages = transcript::fill_code_results(messages, &code_tool_name, &Default::default());
+    let messages = transcript::fill_code_results(messages, code_tool_name, &Default::default());
     let end = round.model_loop(messages).await?;
     Ok(Answer::served(round.response(&end)))
 }

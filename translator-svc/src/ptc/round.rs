@@ -52,6 +52,22 @@ pub struct Round<'a> {
     emit: Option<UnboundedSender<Emit>>,
     committed: bool,
     started: Instant,
+    /// Set when the round returned (an answer or an error). A round dropped before that lost its
+    /// client mid-way: see the `Drop` impl.
+    settled: bool,
+}
+
+/// A round dropped before it returned lost its client mid-way (a new round is not detached, so
+/// dropping the response drops it): nobody will see a usage header or trailer, so Envoy charges
+/// nothing for the model calls it already finished. Those are charged to the key's TPM limit
+/// here (ptc.md 16); the call in flight is charged by the relay when its stream is dropped.
+impl Drop for Round<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            tracing::info!(request_id = %self.call.request_id, model_calls = self.model_calls, "PTC round left by its client; charging its finished model calls");
+            self.relay.charge_directly(&self.call, &self.usage);
+        }
+    }
 }
 
 /// The end of a round: stop reason and stop sequence.
@@ -104,6 +120,7 @@ impl<'a> Round<'a> {
             emit,
             committed: false,
             started: Instant::now(),
+            settled: false,
         }
     }
 
@@ -390,6 +407,11 @@ impl<'a> Round<'a> {
     }
 
     /// The client response of this round (section 5.5).
+    /// The round returned: whatever it spent is charged through its response from here on.
+    pub fn settle(&mut self) {
+        self.settled = true;
+    }
+
     pub fn response(&self, end: &End) -> Value {
         let mut message = json!({
             "id": self.message_id,

@@ -2,8 +2,9 @@
 //! what it reports to the `LiveRound` machine, pings through silence (model calls, code runs, the
 //! gaps between them), and ends with `message_delta`/`message_stop` or an `error` event. Failures
 //! before the commit stay plain HTTP errors. Dropping the body (client gone) drops a new round
-//! (the inner Bedrock stream is cancelled and metered by the relay; an execution in ptc-svc runs
-//! on); a continuation round runs on in its own task and is stored for the client's retry.
+//! (the inner Bedrock stream is cancelled and metered by the relay, the model calls the round
+//! finished are charged when its `Round` is dropped, an execution in ptc-svc runs on); a
+//! continuation round runs on in its own task and is stored for the client's retry.
 
 use std::time::Instant;
 
