@@ -378,6 +378,29 @@ impl Stack {
             .unwrap_or_default()
     }
 
+    /// Creates an API key through the gateway's admin API; `spec` is the create body (name,
+    /// limits). Returns the key's id and its secret.
+    pub async fn create_key(&self, spec: serde_json::Value) -> Result<(String, String)> {
+        let created: serde_json::Value = self
+            .http()
+            .post(format!("{}/admin/v1/keys", self.url))
+            .header("x-api-key", &self.master_key)
+            .json(&spec)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let field = |pointer: &str| {
+            created
+                .pointer(pointer)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+                .with_context(|| format!("no {pointer} in the created key: {created}"))
+        };
+        Ok((field("/key/id")?, field("/secret")?))
+    }
+
     /// `http://127.0.0.1:PORT` of Envoy's admin interface (stats, listeners).
     pub fn envoy_admin_url(&self) -> String {
         self.envoy.admin_url()

@@ -20,22 +20,6 @@ const INPUT_TOKENS: u64 = 1_000;
 const PIECE: &str = "0123456789abcdef";
 const DELTAS_BEFORE_DROP: usize = 5;
 
-async fn create_key(stack: &Stack, http: &reqwest::Client) -> (String, String) {
-    let created: Value = http
-        .post(format!("{}/admin/v1/keys", stack.url))
-        .header("x-api-key", &stack.master_key)
-        .json(&json!({"name": "e2e-disconnect", "tpm": TPM}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["key"]["id"].as_str().expect("key id").to_string();
-    let secret = created["secret"].as_str().expect("secret").to_string();
-    (id, secret)
-}
-
 fn message(stream: bool) -> Value {
     json!({"model": MODEL, "max_tokens": 1000, "stream": stream,
            "messages": [{"role": "user", "content": "Tell me a long story."}]})
@@ -78,7 +62,10 @@ async fn a_dropped_stream_is_charged_input_plus_streamed_output() {
         return;
     };
     let http = stack.http();
-    let (key_id, secret) = create_key(&stack, &http).await;
+    let (key_id, secret) = stack
+        .create_key(json!({"name": "e2e-disconnect", "tpm": TPM}))
+        .await
+        .expect("create a key");
     assert_eq!(tokens_remaining(&stack, &http, &secret).await, TPM);
 
     // message_start, content_block_start, then DELTAS_BEFORE_DROP deltas, then a long silence in

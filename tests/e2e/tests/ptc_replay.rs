@@ -196,22 +196,6 @@ fn results_seen_by_bedrock(stack: &Stack, tool_use_id: &str) -> usize {
         .count()
 }
 
-async fn create_key(stack: &Stack, http: &reqwest::Client) -> (String, String) {
-    let created: Value = http
-        .post(format!("{}/admin/v1/keys", stack.url))
-        .header("x-api-key", &stack.master_key)
-        .json(&json!({"name": "e2e-ptc-replay"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["key"]["id"].as_str().expect("key id").to_string();
-    let secret = created["secret"].as_str().expect("secret").to_string();
-    (id, secret)
-}
-
 /// The key's usage records (from the store) of one request, waiting for `count` of them (the
 /// sink writes in the background).
 async fn usage_records(
@@ -337,7 +321,10 @@ async fn a_dropped_streaming_continuation_is_finished_and_replayed_and_each_mode
         return;
     };
     let http = stack.http();
-    let (key_id, secret) = create_key(&stack, &http).await;
+    let (key_id, secret) = stack
+        .create_key(json!({"name": "e2e-ptc-replay"}))
+        .await
+        .expect("create a key");
     let client = Client {
         http: http.clone(),
         url: stack.url.clone(),
@@ -523,21 +510,14 @@ async fn a_dropped_continuation_is_charged_once_and_its_replay_is_free() {
     else {
         return;
     };
-    let http = stack.http();
-    let created: Value = http
-        .post(format!("{}/admin/v1/keys", stack.url))
-        .header("x-api-key", &stack.master_key)
-        .json(&json!({"name": "e2e-ptc-charge", "tpm": TPM}))
-        .send()
+    let (_, key) = stack
+        .create_key(json!({"name": "e2e-ptc-charge", "tpm": TPM}))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect("create a key");
     let client = Client {
-        http: http.clone(),
+        http: stack.http(),
         url: stack.url.clone(),
-        key: created["secret"].as_str().expect("secret").to_string(),
+        key,
     };
     assert_eq!(tokens_remaining(&stack, &client).await, TPM);
 
@@ -630,21 +610,14 @@ async fn a_new_round_left_while_its_code_runs_is_charged_for_its_finished_model_
     else {
         return;
     };
-    let http = stack.http();
-    let created: Value = http
-        .post(format!("{}/admin/v1/keys", stack.url))
-        .header("x-api-key", &stack.master_key)
-        .json(&json!({"name": "e2e-ptc-new-round-charge", "tpm": TPM}))
-        .send()
+    let (_, key) = stack
+        .create_key(json!({"name": "e2e-ptc-new-round-charge", "tpm": TPM}))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect("create a key");
     let client = Client {
-        http: http.clone(),
+        http: stack.http(),
         url: stack.url.clone(),
-        key: created["secret"].as_str().expect("secret").to_string(),
+        key,
     };
     assert_eq!(tokens_remaining(&stack, &client).await, TPM);
 

@@ -144,6 +144,18 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     )
 }
 
+/// `2026-11-25T19:01:44Z`: second precision, as `/health/ptc` and `expires_at` show time.
+pub fn rfc3339_secs(t: SystemTime) -> String {
+    let (date, millis_of_day) = split(t);
+    let secs = millis_of_day / 1000;
+    format!(
+        "{date}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 pub fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -226,6 +238,7 @@ mod tests {
             + Duration::from_millis(((19 * 60 + 1) * 60 + 44) * 1000 + 123);
         assert_eq!(rfc3339_millis(t), "2026-11-25T19:01:44.123Z");
         assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_secs(t), "2026-11-25T19:01:44Z");
     }
 
     #[test]

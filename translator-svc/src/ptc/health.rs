@@ -8,7 +8,7 @@ use super::sandbox::Sandbox;
 
 /// ptc-svc `Health` with peers, as the section 15 body and its HTTP status.
 pub async fn health(sandbox: &dyn Sandbox, config: &PtcConfig) -> (u16, Value) {
-    let checked_at = rfc3339_now();
+    let checked_at = crate::keys::clock::rfc3339_secs(std::time::SystemTime::now());
     match sandbox
         .health(HealthRequest {
             include_peers: true,
@@ -60,28 +60,4 @@ pub async fn health(sandbox: &dyn Sandbox, config: &PtcConfig) -> (u16, Value) {
             )
         }
     }
-}
-
-/// Now as RFC 3339 UTC with second precision (civil-from-days, no date crate needed).
-fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
