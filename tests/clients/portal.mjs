@@ -1,5 +1,5 @@
 // Drives the admin portal in Debian's Chromium (playwright-core, no downloaded browser) through
-// the gateway, step by step, with the Rust test (tests/e2e/tests/portal.rs) acting in between.
+// the gateway, step by step, with the Rust test (tests/e2e/tests/it/portal.rs) acting in between.
 // Protocol: one JSON object per stdout line ({"step": ...}); after a step that says
 // "await": true the script reads one line from stdin before going on. Screenshots of every page
 // go to PORTAL_ARTIFACTS. Any failed expectation throws: the script exits non-zero with the

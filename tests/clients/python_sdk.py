@@ -1,7 +1,7 @@
 """Runs one Anthropic Python SDK case against the gateway and prints one JSON object.
 
 Usage: python python_sdk.py CASE. The gateway comes from ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY,
-the model from GATEWAY_MODEL. The script asserts nothing: tests/e2e/tests/clients.rs does, on this
+the model from GATEWAY_MODEL. The script asserts nothing: tests/e2e/tests/it/clients.rs does, on this
 output and on what the fake Bedrock recorded. Retries are off so errors surface at once.
 """
 

@@ -1,0 +1,109 @@
+//! The built binary's logs: flat JSON lines, and the lines of a check carry the gateway request
+//! id that Envoy sends as `x-request-id` metadata (`envoy/ratelimit.fragment.yaml`).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const REQUEST_ID: &str = "req_RateLimitLogs0000000001";
+
+#[tokio::test]
+async fn the_lines_of_a_check_carry_the_callers_request_id() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ratelimit-svc"))
+        .env_clear()
+        .env("RATELIMIT_LISTEN", "127.0.0.1:0")
+        .env("RATELIMIT_HTTP_LISTEN", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env(
+            "LOG_LEVEL",
+            "debug,h2=info,tower=info,hyper=info,hyper_util=info",
+        )
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let grpc_addr = loop {
+        let line = lines.next_line().await.unwrap().expect("a log line");
+        let json: Value = serde_json::from_str(&line).expect("a JSON line");
+        if let Some(addr) = json["grpc_addr"].as_str() {
+            break addr.to_owned();
+        }
+    };
+    let mut client = RateLimitServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .unwrap();
+    let check = || {
+        let mut request = tonic::Request::new(RateLimitRequest {
+            domain: "gateway".to_owned(),
+            descriptors: vec![RateLimitDescriptor {
+                entries: [("key_id", "logs"), ("rpm", "1")]
+                    .into_iter()
+                    .map(|(key, value)| Entry {
+                        key: key.to_owned(),
+                        value: value.to_owned(),
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            hits_addend: 0,
+        });
+        request
+            .metadata_mut()
+            .insert("x-request-id", REQUEST_ID.parse().unwrap());
+        request
+    };
+    let first = client
+        .should_rate_limit(check())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.overall_code, Code::Ok as i32);
+    let second = client
+        .should_rate_limit(check())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.overall_code, Code::OverLimit as i32);
+
+    // The over-limit decision is logged (debug) inside the call's span.
+    let over = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("a log line");
+            let json: Value = serde_json::from_str(&line).expect("a JSON line");
+            assert!(
+                json.as_object().unwrap().values().all(|v| !v.is_object()),
+                "not flat: {line}"
+            );
+            if json["message"] == "descriptor over limit" {
+                break json;
+            }
+        }
+    })
+    .await
+    .expect("no over-limit line");
+    assert_eq!(over["request_id"], REQUEST_ID, "{over}");
+    assert_eq!(over["span"], "grpc", "{over}");
+    assert_eq!(over["level"], "DEBUG", "{over}");
+    assert!(over["timestamp"].is_string() && over["target"].is_string());
+}
+
+#[tokio::test]
+async fn a_bad_log_level_exits_2_naming_it() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ratelimit-svc"))
+        .env_clear()
+        .env("LOG_LEVEL", "loud")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("LOG_LEVEL"), "{stderr}");
+}
