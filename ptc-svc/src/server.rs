@@ -17,6 +17,12 @@ use crate::session::{Sessions, now_ms};
 /// Bodies carry code, outputs and stored rounds: allow more than tonic's 4 MiB default.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// After the drain, how long open connections get to close. The graceful stop sends GOAWAY and a
+/// PING and waits for every connection to end; a client that never answers (a frozen or
+/// partitioned translator) would otherwise hold the process until it is killed, before the
+/// containers are removed. Every call has finished by then, so closing the rest loses nothing.
+const CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Running {
     pub local_addr: std::net::SocketAddr,
     pub sessions: Arc<Sessions>,
@@ -85,18 +91,33 @@ pub async fn serve(
     let mut serve_stop = stop.subscribe();
     let task = tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let (drain_done, drain_finished) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
             // Drain while the server still answers in-flight and paused sessions' calls.
             drained.drain().await;
+            let _ = drain_done.send(());
         };
-        let result = tonic::transport::Server::builder()
+        let serving = tonic::transport::Server::builder()
             .trace_fn(crate::telemetry::grpc_span)
             // HTTP/1.1 too, for Prometheus scraping /metrics (gRPC stays HTTP/2).
             .accept_http1(true)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        let result = tokio::select! {
+            result = serving => result,
+            () = async {
+                if drain_finished.await.is_err() {
+                    // The server ended without a shutdown: its own result decides.
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(CONNECTION_GRACE).await;
+            } => {
+                tracing::warn!(grace_ms = CONNECTION_GRACE.as_millis() as u64,
+                    "connections still open after the drain; closing them");
+                Ok(())
+            }
+        };
         let _ = serve_stop.wait_for(|stop| *stop).await;
         sweeper.abort();
         result.map_err(anyhow::Error::from)
@@ -123,5 +144,44 @@ async fn sweep_loop(sessions: Arc<Sessions>, mut stop: watch::Receiver<bool>) {
         if let Err(error) = sessions.sandbox.sweep(None, now_ms() / 1000).await {
             tracing::warn!(%error, "expired-container sweep failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::{Duration, Instant};
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::sandbox::fake::FakeSandbox;
+
+    /// A client that opened an HTTP/2 connection and then stopped answering (it never acks the
+    /// shutdown PING) does not hold the stop beyond the grace.
+    #[tokio::test]
+    async fn a_silent_http2_client_does_not_hold_the_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = Config::from_lookup(|_| None).unwrap();
+        let (sandbox, _containers) = FakeSandbox::scripted();
+        let running = serve(listener, config, Arc::new(sandbox)).await.unwrap();
+        let mut silent = tokio::net::TcpStream::connect(running.local_addr)
+            .await
+            .unwrap();
+        // The HTTP/2 preface and an empty SETTINGS frame; then nothing is ever read or sent.
+        silent
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let started = Instant::now();
+        tokio::time::timeout(CONNECTION_GRACE * 3, running.shutdown())
+            .await
+            .expect("the shutdown finished despite the silent connection")
+            .unwrap();
+        assert!(started.elapsed() >= CONNECTION_GRACE, "it waited for the grace first");
+        drop(silent);
     }
 }
