@@ -181,7 +181,10 @@ mod tests {
             .await
             .expect("the shutdown finished despite the silent connection")
             .unwrap();
-        assert!(started.elapsed() >= CONNECTION_GRACE, "it waited for the grace first");
+        assert!(
+            started.elapsed() >= CONNECTION_GRACE,
+            "it waited for the grace first"
+        );
         drop(silent);
     }
 }
