@@ -154,11 +154,15 @@ pub fn init(
             (Some(layer), Some(provider))
         }
     };
-    Registry::default()
-        .with(logs)
-        .with(traces)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    // No `Option` layer when nothing is exported: an empty one answers "interested" for every
+    // callsite, which made h2's and hyper's trace-level spans get built on every call (about
+    // half of ratelimit-svc's user-space CPU per check) only for the log filter to drop them.
+    let registry = Registry::default().with(logs);
+    match traces {
+        Some(traces) => registry.with(traces).try_init(),
+        None => registry.try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
     if let Some(otel) = otel {
         tracing::info!(
             endpoint = %otel.traces_endpoint,

@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::session::{FailureCode, OutcomeKind, Sessions};
 
@@ -41,83 +41,67 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let metrics = Self {
-            sessions_active: Gauge::default(),
-            sessions_created: Counter::default(),
-            sessions_closed: Family::default(),
-            sessions_rejected: Family::default(),
-            // A container starts in about 1.5 s; PTC_RUNNER_READY_S caps it (default 10 s).
-            sandbox_start_seconds: Histogram::new([0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]),
-            executions: Family::default(),
-            // Running time only (client waits excluded); PTC_EXECUTION_TIMEOUT_S defaults to 60 s.
-            execution_seconds: Histogram::new([
-                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-            ]),
-            tool_calls: Counter::default(),
-            tool_batches: Counter::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "ptc_sessions_active",
-            "Live sandbox sessions on this replica",
-            metrics.sessions_active.clone(),
-        );
-        registry.register(
-            "ptc_sessions_created",
-            "Sandbox sessions created (one container each)",
-            metrics.sessions_created.clone(),
-        );
-        registry.register(
-            "ptc_sessions_closed",
-            "Sessions ended, by reason (closed, expired, execution_failed, shutdown)",
-            metrics.sessions_closed.clone(),
-        );
-        registry.register(
-            "ptc_sessions_rejected",
-            "Session creations refused, by reason",
-            metrics.sessions_rejected.clone(),
-        );
-        registry.register(
-            "ptc_sandbox_start_duration_seconds",
-            "Container start until the runner is ready",
-            metrics.sandbox_start_seconds.clone(),
-        );
-        registry.register(
-            "ptc_executions",
-            "Executions ended, by outcome (ok, error: non-zero exit, timeout, unavailable)",
-            metrics.executions.clone(),
-        );
-        registry.register(
-            "ptc_execution_duration_seconds",
-            "Running time of ended executions (time waiting for tool results excluded)",
-            metrics.execution_seconds.clone(),
-        );
-        registry.register(
-            "ptc_tool_calls",
-            "Tool calls the code made (handed to the client)",
-            metrics.tool_calls.clone(),
-        );
-        registry.register(
-            "ptc_tool_batches",
-            "Pauses for tool results (one batch of calls each)",
-            metrics.tool_batches.clone(),
-        );
-        // Known label values start at zero, so dashboards and rate() see every series.
-        for reason in CLOSE_REASONS {
-            let _ = metrics.sessions_closed.get_or_create(&[("reason", reason)]);
-        }
-        for reason in REJECT_REASONS {
-            let _ = metrics
-                .sessions_rejected
-                .get_or_create(&[("reason", reason)]);
-        }
-        for outcome in EXECUTION_OUTCOMES {
-            let _ = metrics.executions.get_or_create(&[("outcome", outcome)]);
-        }
+        let mut r = Registry::default();
         Self {
-            registry,
-            ..metrics
+            sessions_active: registered(
+                &mut r,
+                "ptc_sessions_active",
+                "Live sandbox sessions on this replica",
+                Gauge::default(),
+            ),
+            sessions_created: registered(
+                &mut r,
+                "ptc_sessions_created",
+                "Sandbox sessions created (one container each)",
+                Counter::default(),
+            ),
+            sessions_closed: registered(
+                &mut r,
+                "ptc_sessions_closed",
+                "Sessions ended, by reason (closed, expired, execution_failed, shutdown)",
+                by_label("reason", &CLOSE_REASONS),
+            ),
+            sessions_rejected: registered(
+                &mut r,
+                "ptc_sessions_rejected",
+                "Session creations refused, by reason",
+                by_label("reason", &REJECT_REASONS),
+            ),
+            // A container starts in about 1.5 s; PTC_RUNNER_READY_S caps it (default 10 s).
+            sandbox_start_seconds: registered(
+                &mut r,
+                "ptc_sandbox_start_duration_seconds",
+                "Container start until the runner is ready",
+                Histogram::new([0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]),
+            ),
+            executions: registered(
+                &mut r,
+                "ptc_executions",
+                "Executions ended, by outcome (ok, error: non-zero exit, timeout, unavailable)",
+                by_label("outcome", &EXECUTION_OUTCOMES),
+            ),
+            // Running time only (client waits excluded); PTC_EXECUTION_TIMEOUT_S defaults to 60 s.
+            execution_seconds: registered(
+                &mut r,
+                "ptc_execution_duration_seconds",
+                "Running time of ended executions (time waiting for tool results excluded)",
+                Histogram::new([
+                    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                ]),
+            ),
+            tool_calls: registered(
+                &mut r,
+                "ptc_tool_calls",
+                "Tool calls the code made (handed to the client)",
+                Counter::default(),
+            ),
+            tool_batches: registered(
+                &mut r,
+                "ptc_tool_batches",
+                "Pauses for tool results (one batch of calls each)",
+                Counter::default(),
+            ),
+            registry: r,
         }
     }
 
@@ -182,6 +166,23 @@ impl Metrics {
         self.executions.get_or_create(&[("outcome", outcome)]).inc();
         self.execution_seconds.observe(duration_ms as f64 / 1000.0);
     }
+}
+
+/// Registers `metric` and hands it back: a metric is a shared handle, so the copy kept and the
+/// one registered count together.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// A counter per value of one label. Known values start at zero, so dashboards and rate() see
+/// every series.
+fn by_label(label: &'static str, values: &[&'static str]) -> Family<Label, Counter> {
+    let family = Family::<Label, Counter>::default();
+    for value in values {
+        let _ = family.get_or_create(&[(label, value)]);
+    }
+    family
 }
 
 impl Default for Metrics {

@@ -50,6 +50,9 @@ pub struct CheckIn<'a> {
     pub descriptors: Vec<DescriptorIn<'a>>,
     /// Request-level hits; 0 means 1, as in Envoy's RLS protocol.
     pub hits_addend: u32,
+    /// The caller's `x-request-id`, written on this check's log lines (also when the call has
+    /// no span: see `telemetry::call_span`).
+    pub log_request_id: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +138,7 @@ impl Checker {
                 descriptor.limit_override,
             );
             let Resolution::Limited(resolved) = resolution else {
-                self.count_unlimited(request.domain, &resolution);
+                self.count_unlimited(request, &resolution);
                 planned.push(None);
                 continue;
             };
@@ -174,10 +177,19 @@ impl Checker {
             .observe(started.elapsed().as_secs_f64());
         match applied {
             Ok(applied) => {
-                self.store_ok();
-                self.decide(now_ms, &planned, &ops, &applied, request_id)
+                self.store_ok(request.log_request_id);
+                self.decide(
+                    now_ms,
+                    &planned,
+                    &ops,
+                    &applied,
+                    request_id,
+                    request.log_request_id,
+                )
             }
-            Err(error) => self.store_failed(&error, planned.len(), request_id),
+            Err(error) => {
+                self.store_failed(&error, planned.len(), request_id, request.log_request_id)
+            }
         }
     }
 
@@ -188,6 +200,7 @@ impl Checker {
         ops: &[(String, Op)],
         applied: &Applied,
         request_id: Option<&str>,
+        log_request_id: Option<&str>,
     ) -> Decision {
         let mut observed = Vec::with_capacity(ops.len());
         let mut statuses = Vec::with_capacity(planned.len());
@@ -214,7 +227,12 @@ impl Checker {
                 outcome,
             );
             if !result.allowed {
-                tracing::debug!(bucket = %resolved.bucket, shadow = op.shadow, "descriptor over limit");
+                tracing::debug!(
+                    request_id = log_request_id,
+                    bucket = %resolved.bucket,
+                    shadow = op.shadow,
+                    "descriptor over limit"
+                );
             }
             statuses.push(DescriptorOut {
                 over_limit: refused,
@@ -250,10 +268,14 @@ impl Checker {
         }
     }
 
-    fn store_ok(&self) {
+    fn store_ok(&self, log_request_id: Option<&str>) {
         self.metrics.store_up.set(1);
         if !self.store_healthy.swap(true, Ordering::Relaxed) {
-            tracing::info!(store = self.store.kind(), "counter store recovered");
+            tracing::info!(
+                request_id = log_request_id,
+                store = self.store.kind(),
+                "counter store recovered"
+            );
         }
     }
 
@@ -262,18 +284,24 @@ impl Checker {
         error: &StoreError,
         descriptors: usize,
         request_id: Option<&str>,
+        log_request_id: Option<&str>,
     ) -> Decision {
         self.metrics.store_errors.inc();
         self.metrics.store_up.set(0);
         if self.store_healthy.swap(false, Ordering::Relaxed) {
             tracing::error!(
+                request_id = log_request_id,
                 store = self.store.kind(),
                 %error,
                 failure_mode = self.failure_mode.name(),
                 "counter store unavailable; answering per RATELIMIT_FAILURE_MODE until it recovers"
             );
         } else {
-            tracing::debug!(%error, "counter store still unavailable");
+            tracing::debug!(
+                request_id = log_request_id,
+                %error,
+                "counter store still unavailable"
+            );
         }
         match self.failure_mode {
             FailureMode::Open => {
@@ -299,13 +327,14 @@ impl Checker {
         }
     }
 
-    fn count_unlimited(&self, domain: &str, resolution: &Resolution) {
+    fn count_unlimited(&self, request: &CheckIn<'_>, resolution: &Resolution) {
         let result = match resolution {
             Resolution::Unlimited => "unlimited",
             Resolution::NoRule => "no_rule",
             Resolution::Invalid(reason) => {
                 tracing::warn!(
-                    domain,
+                    request_id = request.log_request_id,
+                    domain = request.domain,
                     reason,
                     "ignoring a descriptor with an invalid per-key limit"
                 );

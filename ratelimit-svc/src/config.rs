@@ -28,6 +28,9 @@ pub struct Config {
     pub log_level: String,
     /// `LOG_FORMAT`: json (default) or text.
     pub log_format: LogFormat,
+    /// Spans are exported over OTLP (`OTEL_*`, parsed by `telemetry`; `main` sets this). Every
+    /// gRPC call then gets its span, whatever `LOG_LEVEL` says.
+    pub export_traces: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -82,6 +85,7 @@ impl Config {
                     ));
                 }
             },
+            export_traces: false,
         })
     }
 }

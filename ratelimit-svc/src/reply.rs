@@ -4,8 +4,6 @@
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde_json::json;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::limiter::Status;
 use crate::limits::{Kind, Limit};
@@ -26,27 +24,32 @@ pub type Headers = Vec<(String, String)>;
 /// descriptor of each kind (fewest remaining). Shadow limits are not advertised.
 pub fn ratelimit_headers(now_ms: u64, observed: &[Observed<'_>]) -> Headers {
     let mut headers = Headers::new();
-    for (kind, prefix) in [
-        (Kind::Requests, "anthropic-ratelimit-requests"),
-        (Kind::Tokens, "anthropic-ratelimit-tokens"),
+    for (kind, [limit, remaining, reset]) in [
+        (
+            Kind::Requests,
+            [
+                "anthropic-ratelimit-requests-limit",
+                "anthropic-ratelimit-requests-remaining",
+                "anthropic-ratelimit-requests-reset",
+            ],
+        ),
+        (
+            Kind::Tokens,
+            [
+                "anthropic-ratelimit-tokens-limit",
+                "anthropic-ratelimit-tokens-remaining",
+                "anthropic-ratelimit-tokens-reset",
+            ],
+        ),
     ] {
         let tightest = observed
             .iter()
             .filter(|o| o.limit.kind == kind && !o.shadow)
             .min_by_key(|o| (o.status.remaining, u64::MAX - o.status.reset_after_ms));
         if let Some(o) = tightest {
-            headers.push((
-                format!("{prefix}-limit"),
-                o.limit.requests_per_unit.to_string(),
-            ));
-            headers.push((
-                format!("{prefix}-remaining"),
-                o.status.remaining.to_string(),
-            ));
-            headers.push((
-                format!("{prefix}-reset"),
-                rfc3339(now_ms + o.status.reset_after_ms),
-            ));
+            headers.push((limit.to_owned(), o.limit.requests_per_unit.to_string()));
+            headers.push((remaining.to_owned(), o.status.remaining.to_string()));
+            headers.push((reset.to_owned(), rfc3339(now_ms + o.status.reset_after_ms)));
         }
     }
     headers
@@ -125,12 +128,46 @@ pub fn new_request_id() -> String {
 }
 
 /// Whole seconds, rounded up: a reset time must never be earlier than the real one.
+/// `YYYY-MM-DDTHH:MM:SSZ`, written by hand: two of these go into every answer, and a general
+/// date formatter cost more than the rest of the headers together. Empty past year 9999.
 fn rfc3339(at_ms: u64) -> String {
-    let seconds = i64::try_from(at_ms.div_ceil(1_000)).unwrap_or(i64::MAX);
-    OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    let seconds = at_ms.div_ceil(1_000);
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    if year > 9_999 {
+        return String::new();
+    }
+    let mut out = String::with_capacity(20);
+    // `format!` with padded fields cost ten times these pushes.
+    for (number, separator) in [
+        (year / 100, ""),
+        (year % 100, "-"),
+        (month, "-"),
+        (day, "T"),
+        (of_day / 3_600, ":"),
+        (of_day % 3_600 / 60, ":"),
+        (of_day % 60, "Z"),
+    ] {
+        out.push(char::from(b'0' + (number / 10) as u8));
+        out.push(char::from(b'0' + (number % 10) as u8));
+        out.push_str(separator);
+    }
+    out
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`, for days >= 0).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ impl RateLimitService for Rls {
         &self,
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         if request.domain.is_empty() {
             return Err(Status::invalid_argument(
                 "rate limit domain must not be empty",
@@ -44,6 +44,11 @@ impl RateLimitService for Rls {
             domain: &request.domain,
             descriptors: request.descriptors.iter().map(to_descriptor_in).collect(),
             hits_addend: request.hits_addend,
+            log_request_id: metadata
+                .get("x-request-id")
+                .and_then(|id| id.to_str().ok())
+                // The same bounds as the call span's `request_id`.
+                .filter(|id| !id.is_empty() && id.len() <= 128),
         };
         let decision = self.checker.check(&check).await;
         Ok(Response::new(to_response(decision)))

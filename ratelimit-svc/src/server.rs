@@ -102,7 +102,10 @@ pub async fn start_with(
     let rls = Rls::server(checker.clone());
     health_reporter.set_serving::<envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer<Rls>>().await;
     let grpc = tonic::transport::Server::builder()
-        .trace_fn(crate::telemetry::grpc_span)
+        .trace_fn(crate::telemetry::call_span(
+            config.export_traces,
+            &config.log_level,
+        ))
         .add_service(health_service)
         .add_service(rls)
         .serve_with_incoming_shutdown(

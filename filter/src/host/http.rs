@@ -13,6 +13,7 @@ use crate::cache::AuthCache;
 use crate::config::Config;
 use crate::decide::{AuthAnswer, Effect, Flow, Gate, RequestView, Step};
 use crate::metrics::GateMetrics;
+use crate::usage;
 
 pub(super) struct GateHttp {
     config: Rc<Config>,
@@ -132,6 +133,25 @@ fn request_headers() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Moves translator-svc's `x-gw-usage-tokens` from the response headers or trailers (`map`) into
+/// the filter state the rate-limit filter's stream-done charge reads; the client never sees it.
+fn take_usage_tokens(map: MapType) {
+    let Ok(Some(value)) = hostcalls::get_map_value_bytes(map, usage::USAGE_TOKENS) else {
+        return;
+    };
+    log_failure(
+        "remove usage tokens",
+        hostcalls::remove_map_value(map, usage::USAGE_TOKENS),
+    );
+    if let Some(tokens) = usage::tokens(&value) {
+        let result = hostcalls::set_property(
+            vec![usage::USAGE_TOKENS_STATE],
+            Some(tokens.to_string().as_bytes()),
+        );
+        log_failure("store usage tokens", result);
+    }
+}
+
 fn log_failure(what: &str, result: Result<(), proxy_wasm::types::Status>) {
     if let Err(status) = result {
         log::warn!("gate: {what} failed: {status:?}");
@@ -209,5 +229,15 @@ impl HttpContext for GateHttp {
             .gate
             .on_request_trailers(|| Self::read_request_body(usize::MAX), &config);
         self.finish(step)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        take_usage_tokens(MapType::HttpResponseHeaders);
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        take_usage_tokens(MapType::HttpResponseTrailers);
+        Action::Continue
     }
 }

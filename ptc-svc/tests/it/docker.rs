@@ -56,15 +56,7 @@ raise ValueError("done with " + str(len(results)))
     assert!(one[0].id.starts_with("toolu_ptc_") && one[0].id.len() == 34);
 
     // GetSession carries everything a translator needs to resume.
-    let state = server
-        .client
-        .get_session(pb::GetSessionRequest {
-            container_id: id.clone(),
-            key_id: KEY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let state = get_session(&mut server.client, &id).await.unwrap();
     assert_eq!(state.state, pb::SessionState::Paused as i32);
     assert_eq!(state.execution.as_ref().unwrap().pending, one);
 
@@ -151,15 +143,7 @@ raise ValueError("done with " + str(len(results)))
     );
     assert_eq!(inspect.config.unwrap().user.as_deref(), Some("65534:65534"));
 
-    let closed = server
-        .client
-        .close_session(pb::CloseSessionRequest {
-            container_id: id.clone(),
-            key_id: KEY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let closed = close(&mut server.client, &id).await;
     assert!(closed.closed);
     assert!(
         engine_container(&docker, &id).await.is_none(),
@@ -210,14 +194,7 @@ async fn client_wait_does_not_count_but_running_time_adds_up() {
     );
     assert!(outcome.session_closed);
     assert!(engine_container(&docker, &id).await.is_none());
-    let gone = server
-        .client
-        .get_session(pb::GetSessionRequest {
-            container_id: id.clone(),
-            key_id: KEY.into(),
-        })
-        .await
-        .unwrap_err();
+    let gone = get_session(&mut server.client, &id).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     server.running.shutdown().await.unwrap();
 }
@@ -480,14 +457,7 @@ async fn orphans_are_swept_at_start_and_shutdown_removes_sessions() {
 
     let id = new_container_id();
     create(&mut second.client, &id).await;
-    let health = second
-        .client
-        .health(pb::HealthRequest {
-            include_peers: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let health = health(&mut second.client, false).await;
     let me = &health.replicas[0];
     assert_eq!(
         (
@@ -509,14 +479,7 @@ async fn orphans_are_swept_at_start_and_shutdown_removes_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_created_on_one_replica_is_served_by_the_other() {
     let _docker = docker_or_skip!();
-    let listener_a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let listener_b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (addr_a, addr_b) = (
-        listener_a.local_addr().unwrap(),
-        listener_b.local_addr().unwrap(),
-    );
-    let mut a = start_on(listener_a, config(&[("PTC_PEERS", &addr_b.to_string())])).await;
-    let mut b = start_on(listener_b, config(&[("PTC_PEERS", &addr_a.to_string())])).await;
+    let (mut a, mut b) = replica_pair(Engine::Docker).await;
     let id = new_container_id();
     create(&mut a.client, &id).await;
     // Every round through the other replica: forwarded to the owner.
@@ -529,15 +492,7 @@ async fn a_session_created_on_one_replica_is_served_by_the_other() {
     )
     .await;
     let pending = calls(&outcome);
-    let state = b
-        .client
-        .get_session(pb::GetSessionRequest {
-            container_id: id.clone(),
-            key_id: KEY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let state = get_session(&mut b.client, &id).await.unwrap();
     assert_eq!(state.replica_id, a.replica_id);
     let outcome = deliver(
         &mut a.client,
@@ -549,23 +504,11 @@ async fn a_session_created_on_one_replica_is_served_by_the_other() {
     assert_eq!(finished(&outcome).stdout, "via a\n");
     let outcome = execute(&mut b.client, &id, "srvtoolu_s", "print('again')", &[]).await;
     assert_eq!(finished(&outcome).stdout, "again\n");
-    let unknown = b
-        .client
-        .get_session(pb::GetSessionRequest {
-            container_id: new_container_id(),
-            key_id: KEY.into(),
-        })
+    let unknown = get_session(&mut b.client, &new_container_id())
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
-    let health = b
-        .client
-        .health(pb::HealthRequest {
-            include_peers: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let health = health(&mut b.client, true).await;
     let ids: Vec<&str> = health.replicas.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, [b.replica_id.as_str(), a.replica_id.as_str()]);
     assert_eq!(health.replicas[1].active_sessions, 1);

@@ -92,14 +92,7 @@ async fn sessions_executions_timeouts_and_tool_calls_are_counted() {
     )
     .await;
     assert_ne!(finished(&raised).return_code, 0);
-    server
-        .client
-        .close_session(pb::CloseSessionRequest {
-            container_id: id.clone(),
-            key_id: KEY.to_owned(),
-        })
-        .await
-        .unwrap();
+    close(&mut server.client, &id).await;
 
     // An infinite loop: the execution times out and its session is closed.
     let (_, outcome) = run_once(&mut server, "while True:\n    pass").await;

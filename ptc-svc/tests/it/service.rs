@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use gateway_proto::ptc::v1 as pb;
 use ptc_svc::sandbox::docker::DockerSandbox;
-use ptc_svc::sandbox::fake::FakeSandbox;
 use support::*;
 use tokio::net::TcpListener;
 use tonic::Code;
@@ -16,25 +15,7 @@ use tonic::Code;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_forward_calls_to_the_owner() {
     let dir = tempfile::tempdir().unwrap();
-    let listener_a = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let listener_b = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (addr_a, addr_b) = (
-        listener_a.local_addr().unwrap(),
-        listener_b.local_addr().unwrap(),
-    );
-    let sandbox = || Arc::new(FakeSandbox::local_python(dir.path().to_path_buf()));
-    let mut a = start_with(
-        listener_a,
-        config(&[("PTC_PEERS", &addr_b.to_string())]),
-        sandbox(),
-    )
-    .await;
-    let mut b = start_with(
-        listener_b,
-        config(&[("PTC_PEERS", &addr_a.to_string())]),
-        sandbox(),
-    )
-    .await;
+    let (mut a, mut b) = replica_pair(Engine::LocalPython(dir.path())).await;
 
     let id = new_container_id();
     create(&mut b.client, &id).await;
@@ -48,15 +29,7 @@ async fn replicas_forward_calls_to_the_owner() {
     .await;
     let pending = calls(&outcome);
     assert_eq!(pending[0].arguments_json, r#"{"q":"x"}"#);
-    let session = a
-        .client
-        .get_session(pb::GetSessionRequest {
-            container_id: id.clone(),
-            key_id: KEY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let session = get_session(&mut a.client, &id).await.unwrap();
     assert_eq!(session.replica_id, b.replica_id, "served by the owner");
     assert_eq!(session.state, pb::SessionState::Paused as i32);
     let outcome = deliver(
@@ -104,14 +77,7 @@ async fn replicas_forward_calls_to_the_owner() {
         .into_inner();
     assert!(round.found);
 
-    let health = a
-        .client
-        .health(pb::HealthRequest {
-            include_peers: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let health = health(&mut a.client, true).await;
     let replicas: Vec<(&str, u32)> = health
         .replicas
         .iter()
@@ -121,15 +87,7 @@ async fn replicas_forward_calls_to_the_owner() {
         replicas,
         [(a.replica_id.as_str(), 0), (b.replica_id.as_str(), 1)]
     );
-    let closed = a
-        .client
-        .close_session(pb::CloseSessionRequest {
-            container_id: id.clone(),
-            key_id: KEY.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let closed = close(&mut a.client, &id).await;
     assert!(closed.closed);
     a.running.shutdown().await.unwrap();
     b.running.shutdown().await.unwrap();
@@ -154,12 +112,7 @@ async fn an_unreachable_engine_is_unavailable_not_fatal() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.metadata().get("retry-after").is_some());
-    let health = server
-        .client
-        .health(pb::HealthRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let health = health(&mut server.client, false).await;
     let me = &health.replicas[0];
     assert_eq!((me.docker.as_str(), me.usable), ("unreachable", false));
     assert!(!me.error.is_empty());
@@ -173,25 +126,7 @@ async fn an_unreachable_engine_is_unavailable_not_fatal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_lease_is_renewed_and_runs_out() {
     let dir = tempfile::tempdir().unwrap();
-    let listener_a = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let listener_b = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (addr_a, addr_b) = (
-        listener_a.local_addr().unwrap(),
-        listener_b.local_addr().unwrap(),
-    );
-    let sandbox = || Arc::new(FakeSandbox::local_python(dir.path().to_path_buf()));
-    let mut a = start_with(
-        listener_a,
-        config(&[("PTC_PEERS", &addr_b.to_string())]),
-        sandbox(),
-    )
-    .await;
-    let mut b = start_with(
-        listener_b,
-        config(&[("PTC_PEERS", &addr_a.to_string())]),
-        sandbox(),
-    )
-    .await;
+    let (mut a, mut b) = replica_pair(Engine::LocalPython(dir.path())).await;
     let id = new_container_id();
     create(&mut b.client, &id).await;
     let outcome = execute(&mut a.client, &id, "srvtoolu_2", "print(await t())", &["t"]).await;

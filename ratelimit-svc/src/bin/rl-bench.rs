@@ -4,7 +4,13 @@
 //!
 //! Usage: `cargo run --release -p ratelimit-svc --bin rl-bench -- [--rate 5000] [--seconds 5]
 //!         [--concurrency 64] [--keys 1000] [--redis-url redis://127.0.0.1:6379/]
-//!         [--closed-loop false]`
+//!         [--closed-loop false] [--paths memory,redis,grpc] [--grpc-addr 127.0.0.1:50052]`
+//!
+//! `--grpc-addr` runs the gRPC path against a service already running there (e.g. under
+//! `valgrind --tool=callgrind` or `perf`) instead of starting one.
+//!
+//! For the gRPC path through a separate ratelimit-svc process, the table also gives the CPU time
+//! (user + system, from `/proc`) that the service and the bench's own redis-server spent per check.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -35,6 +41,10 @@ struct Options {
     redis_url: Option<String>,
     /// `--closed-loop false` skips the flat-out runs (e.g. under a real-time scheduler).
     closed_loop: bool,
+    /// `--paths`: which of `memory`, `redis` (the store alone) and `grpc` to run.
+    paths: Vec<String>,
+    /// `--grpc-addr`: an already running service for the gRPC path.
+    grpc_addr: Option<std::net::SocketAddr>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -45,6 +55,8 @@ fn options() -> anyhow::Result<Options> {
         keys: 1_000,
         redis_url: None,
         closed_loop: true,
+        paths: vec!["memory".into(), "redis".into(), "grpc".into()],
+        grpc_addr: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -58,6 +70,8 @@ fn options() -> anyhow::Result<Options> {
             "--keys" => options.keys = value.parse()?,
             "--redis-url" => options.redis_url = Some(value),
             "--closed-loop" => options.closed_loop = value.parse()?,
+            "--paths" => options.paths = value.split(',').map(str::to_owned).collect(),
+            "--grpc-addr" => options.grpc_addr = Some(value.parse()?),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -101,6 +115,7 @@ impl Target {
                         },
                     ],
                     hits_addend: 0,
+                    log_request_id: None,
                 };
                 checker.check(&request).await;
             }
@@ -138,6 +153,47 @@ struct Run {
     checks: usize,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// CPU microseconds per check of each watched process (name, us).
+    cpu_us: Vec<(&'static str, f64)>,
+}
+
+/// A process whose CPU time the gRPC runs report.
+#[derive(Clone, Copy)]
+struct Watched {
+    name: &'static str,
+    pid: u32,
+}
+
+/// CPU time (ns) of all threads of `pid` so far, from `/proc/<pid>/task/*/schedstat`; `None`
+/// off Linux or when the process is gone.
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// Runs `run` and reports how much CPU each watched process spent per check meanwhile.
+async fn with_cpu<F>(
+    watched: &[Watched],
+    run: F,
+) -> anyhow::Result<(usize, Duration, Vec<u64>, Vec<(&'static str, f64)>)>
+where
+    F: Future<Output = anyhow::Result<(usize, Duration, Vec<u64>)>>,
+{
+    let before: Vec<Option<u64>> = watched.iter().map(|w| cpu_ns(w.pid)).collect();
+    let (checks, elapsed, latencies) = run.await?;
+    let cpu = watched
+        .iter()
+        .zip(before)
+        .filter_map(|(w, before)| {
+            let spent = cpu_ns(w.pid)?.checked_sub(before?)?;
+            Some((w.name, spent as f64 / 1_000.0 / checks.max(1) as f64))
+        })
+        .collect();
+    Ok((checks, elapsed, latencies, cpu))
 }
 
 /// Open loop: a check every 1/rate s, each timed from when it is sent (not from the tick,
@@ -199,29 +255,38 @@ async fn closed_loop(
     Ok((latencies.len(), started.elapsed(), latencies))
 }
 
-async fn measure(name: &str, target: &Target, options: &Options) -> anyhow::Result<Vec<Run>> {
+async fn measure(
+    name: &str,
+    target: &Target,
+    options: &Options,
+    watched: &[Watched],
+) -> anyhow::Result<Vec<Run>> {
     // Warm up connections and the script cache.
     for i in 0..200 {
         target.check(i, options.keys).await?;
     }
-    let (checks, elapsed, latencies_us) = open_loop(target, options).await?;
+    let (checks, elapsed, latencies_us, cpu_us) =
+        with_cpu(watched, open_loop(target, options)).await?;
     let open = Run {
         name: name.to_owned(),
         offered: format!("{}/s", options.rate),
         checks,
         elapsed,
         latencies_us,
+        cpu_us,
     };
     if !options.closed_loop {
         return Ok(vec![open]);
     }
-    let (checks, elapsed, latencies_us) = closed_loop(target, options).await?;
+    let (checks, elapsed, latencies_us, cpu_us) =
+        with_cpu(watched, closed_loop(target, options)).await?;
     let closed = Run {
         name: name.to_owned(),
         offered: format!("max, {} callers", options.concurrency),
         checks,
         elapsed,
         latencies_us,
+        cpu_us,
     };
     Ok(vec![open, closed])
 }
@@ -238,15 +303,21 @@ fn print_table(runs: &mut [Run]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "| path | offered | checks | checks/s | p50 us | p90 us | p99 us | p99.9 us | max us |"
+        "| path | offered | checks | checks/s | p50 us | p90 us | p99 us | p99.9 us | max us | CPU us/check |"
     )?;
-    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|")?;
     for run in runs {
         run.latencies_us.sort_unstable();
         let l = &run.latencies_us;
+        let cpu = run
+            .cpu_us
+            .iter()
+            .map(|(name, us)| format!("{name} {us:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
             run.name,
             run.offered,
             run.checks,
@@ -255,7 +326,8 @@ fn print_table(runs: &mut [Run]) -> std::io::Result<()> {
             percentile(l, 90.0),
             percentile(l, 99.0),
             percentile(l, 99.9),
-            l.last().copied().unwrap_or(0)
+            l.last().copied().unwrap_or(0),
+            cpu
         )?;
     }
     Ok(())
@@ -305,7 +377,7 @@ fn checker(store: Arc<dyn CounterStore>) -> Arc<Checker> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
-    let (_redis, url) = match &options.redis_url {
+    let (redis, url) = match &options.redis_url {
         Some(url) => (None, url.clone()),
         None => {
             let (child, url) = start_redis()?;
@@ -313,27 +385,56 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let timeout = Duration::from_millis(500);
+    let wants = |path: &str| options.paths.iter().any(|p| p == path);
     let mut runs = Vec::new();
-    let memory = Target::Store(checker(Arc::new(MemoryStore::new())));
-    runs.extend(measure("store: memory", &memory, &options).await?);
-    let redis = Target::Store(checker(Arc::new(RedisStore::new(&url, timeout)?)));
-    runs.extend(measure("store: redis", &redis, &options).await?);
+    if wants("memory") {
+        let memory = Target::Store(checker(Arc::new(MemoryStore::new())));
+        runs.extend(measure("store: memory", &memory, &options, &[]).await?);
+    }
+    if wants("redis") {
+        let redis = Target::Store(checker(Arc::new(RedisStore::new(&url, timeout)?)));
+        runs.extend(measure("store: redis", &redis, &options, &[]).await?);
+    }
+    if wants("grpc") {
+        let redis_pid = redis.as_ref().map(|child| child.0.id());
+        runs.extend(measure_grpc(&options, &url, timeout, redis_pid).await?);
+    }
+    print_table(&mut runs)?;
+    Ok(())
+}
 
+/// The full path Envoy uses: gRPC into ratelimit-svc, which calls Redis.
+async fn measure_grpc(
+    options: &Options,
+    url: &str,
+    timeout: Duration,
+    redis_pid: Option<u32>,
+) -> anyhow::Result<Vec<Run>> {
     // The service as a separate process when its binary sits next to this one (as in
-    // production: its own runtime and threads), else in-process.
+    // production: its own runtime and threads), else in-process. It logs at the level an
+    // operator runs it with (LOG_LEVEL, inherited; default info).
     let sibling = std::env::current_exe()?.with_file_name("ratelimit-svc");
-    let (grpc_addr, _service, running, name) = if sibling.is_file() {
+    let mut watched = Vec::new();
+    let (grpc_addr, _service, running, name) = if let Some(addr) = options.grpc_addr {
+        (addr, None, None, "gRPC -> running service -> its store")
+    } else if sibling.is_file() {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(&sibling)
             .env("RATELIMIT_LISTEN", format!("127.0.0.1:{port}"))
             .env("RATELIMIT_HTTP_LISTEN", "127.0.0.1:0")
-            .env("REDIS_URL", &url)
-            .env("RATELIMIT_REDIS_TIMEOUT_MS", "500")
-            .env("LOG_LEVEL", "warn")
+            .env("REDIS_URL", url)
+            .env(
+                "RATELIMIT_REDIS_TIMEOUT_MS",
+                timeout.as_millis().to_string(),
+            )
             .stdout(Stdio::null())
             .spawn()
             .context("starting ratelimit-svc")?;
         let child = ChildGuard(child);
+        watched.push(Watched {
+            name: "svc",
+            pid: child.0.id(),
+        });
         wait_listening(port)?;
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
         (
@@ -346,7 +447,7 @@ async fn main() -> anyhow::Result<()> {
         let mut config = Config::from_lookup(|_| None)?;
         config.listen = "127.0.0.1:0".parse()?;
         config.http_listen = "127.0.0.1:0".parse()?;
-        config.redis_url = Some(url.clone());
+        config.redis_url = Some(url.to_owned());
         config.redis_timeout = timeout;
         let running = server::start(&config, Arc::new(SystemClock)).await?;
         (
@@ -356,17 +457,19 @@ async fn main() -> anyhow::Result<()> {
             "gRPC -> in-process service -> redis",
         )
     };
+    if let Some(pid) = redis_pid {
+        watched.push(Watched { name: "redis", pid });
+    }
     // Two HTTP/2 connections, like an Envoy with two workers.
     let mut clients = Vec::new();
     for _ in 0..2 {
         clients.push(RateLimitServiceClient::connect(format!("http://{grpc_addr}")).await?);
     }
-    runs.extend(measure(name, &Target::Grpc(clients), &options).await?);
+    let runs = measure(name, &Target::Grpc(clients), options, &watched).await?;
     if let Some(running) = running {
         running.shutdown().await?;
     }
-    print_table(&mut runs)?;
-    Ok(())
+    Ok(runs)
 }
 
 fn wait_listening(port: u16) -> anyhow::Result<()> {

@@ -63,6 +63,7 @@ fn request<'a>(descriptors: Vec<DescriptorIn<'a>>) -> CheckIn<'a> {
         domain: "gateway",
         descriptors,
         hits_addend: 0,
+        log_request_id: None,
     }
 }
 

@@ -286,17 +286,32 @@ const KEY_ESCAPES: &AsciiSet = &CONTROLS.add(b'|').add(b'=').add(b'%').add(b' ')
 
 /// `rl|<domain>|<key>=<value>|...`; with `drop_last_value`, the last entry is just `|<key>`.
 fn bucket_key(domain: &str, entries: &[(&str, &str)], drop_last_value: bool) -> String {
-    let mut out = String::from("rl|");
-    out.extend(utf8_percent_encode(domain, KEY_ESCAPES));
+    let length = entries
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum::<usize>();
+    let mut out = String::with_capacity(3 + domain.len() + length);
+    out.push_str("rl|");
+    push_escaped(&mut out, domain);
     for (i, (key, value)) in entries.iter().enumerate() {
         out.push('|');
-        out.extend(utf8_percent_encode(key, KEY_ESCAPES));
+        push_escaped(&mut out, key);
         if !(drop_last_value && i + 1 == entries.len()) {
             out.push('=');
-            out.extend(utf8_percent_encode(value, KEY_ESCAPES));
+            push_escaped(&mut out, value);
         }
     }
     out
+}
+
+/// Keys and values almost never need escaping: copy those whole instead of char by char.
+fn push_escaped(out: &mut String, text: &str) {
+    let plain = |b: &u8| b.is_ascii_graphic() && !matches!(b, b'|' | b'=' | b'%');
+    if text.as_bytes().iter().all(plain) {
+        out.push_str(text);
+    } else {
+        out.extend(utf8_percent_encode(text, KEY_ESCAPES));
+    }
 }
 
 #[cfg(test)]

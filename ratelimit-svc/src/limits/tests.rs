@@ -223,3 +223,25 @@ fn empty_documents_are_ignored() {
     let rules = Rules::from_yaml("---\n---\ndomain: a\n---\n").expect("valid");
     assert_eq!(rules.domain_count(), 1);
 }
+
+#[test]
+fn plain_text_is_copied_as_the_escaper_would_write_it() {
+    for text in [
+        "key_id",
+        "bench-1",
+        "a|b",
+        "a=b",
+        "100%",
+        "with space",
+        "tab\there",
+        "del\u{7f}",
+        "caf\u{e9}",
+        "~!@#$^&*()_+[]{};:'\",.<>/?`",
+        "",
+    ] {
+        let mut fast = String::new();
+        push_escaped(&mut fast, text);
+        let slow: String = utf8_percent_encode(text, KEY_ESCAPES).collect();
+        assert_eq!(fast, slow, "{text:?}");
+    }
+}

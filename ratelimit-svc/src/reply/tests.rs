@@ -149,3 +149,38 @@ fn request_ids_have_the_gateway_format() {
     assert!(id[4..].chars().all(|c| c.is_ascii_alphanumeric()));
     assert_ne!(id, new_request_id());
 }
+
+#[test]
+fn rfc3339_matches_a_general_formatter_across_calendar_edges() {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let expected = |seconds: u64| {
+        OffsetDateTime::from_unix_timestamp(seconds as i64)
+            .unwrap()
+            .format(&Rfc3339)
+            .unwrap()
+    };
+    // Epoch, leap days (2000, 2024), a non-leap century year (2100), year ends, and a stride
+    // through four centuries.
+    let mut seconds: Vec<u64> = vec![
+        0,
+        59,
+        86_399,
+        86_400,
+        951_782_400,
+        951_868_799,
+        1_709_164_800,
+        1_735_689_599,
+        1_735_689_600,
+        4_107_456_000,
+        4_107_542_399,
+        253_402_300_799,
+    ];
+    seconds.extend((0..200_000u64).map(|i| i * 63_113 + i % 86_400));
+    for s in seconds {
+        assert_eq!(rfc3339(s * 1_000), expected(s), "{s}");
+    }
+    // Rounded up to the next whole second.
+    assert_eq!(rfc3339(1_001), expected(2));
+    assert_eq!(rfc3339(253_402_300_800_000), "", "past year 9999");
+}

@@ -5,8 +5,9 @@
 -- ARGV[1]  now, ms since the Unix epoch (the service's clock, so tests can inject time)
 -- ARGV[2 + 5(i-1) ..]  period_ms, limit, hits, mode (0 check, 1 debt, 2 refund), shadow (0/1)
 -- Stored value: "<at_ms> <backlog_ms>", expiring once the backlog has drained.
--- Reply: {blocked, allowed_1, before_1, after_1, ...} as strings, because Redis would
--- truncate Lua numbers to integers.
+-- Reply: one string "blocked allowed_1 before_1 after_1 ...": text because Redis would
+-- truncate Lua numbers to integers, and one string rather than an array because Redis and
+-- the client then encode and parse one value instead of 1 + 3n.
 local EPS = 1e-6
 local now = tonumber(ARGV[1])
 local n = #KEYS
@@ -98,4 +99,4 @@ for i = 1, n do
   reply[#reply + 1] = string.format('%.17g', results[i][2])
   reply[#reply + 1] = string.format('%.17g', results[i][3])
 end
-return reply
+return table.concat(reply, ' ')

@@ -32,7 +32,9 @@ impl RedisStore {
         let client = redis::Client::open(url).map_err(|e| StoreError::Redis(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
-            .set_response_timeout(Some(timeout))
+            // `run` bounds each call itself; a second, identical timer per call only cost a
+            // timer-wheel insert and a wake-up of the I/O driver.
+            .set_response_timeout(None)
             // Few, quick reconnection attempts per failed call: an outage is answered by the
             // failure mode at once, and the next call tries again.
             .set_number_of_retries(1)
@@ -65,7 +67,7 @@ impl RedisStore {
                 .arg(u8::from(op.shadow));
         }
         let mut connection = self.connection.clone();
-        let call = invocation.invoke_async::<Vec<String>>(&mut connection);
+        let call = invocation.invoke_async::<String>(&mut connection);
         let reply = tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| StoreError::Timeout(self.timeout.as_millis() as u64))?
@@ -74,8 +76,10 @@ impl RedisStore {
     }
 }
 
-fn parse_reply(reply: &[String], ops: usize) -> Result<Applied, StoreError> {
-    let bad = || StoreError::Reply(format!("{reply:?}"));
+/// `"<blocked> <allowed_1> <before_1> <after_1> ..."`, as `gcra.lua` writes it.
+fn parse_reply(text: &str, ops: usize) -> Result<Applied, StoreError> {
+    let bad = || StoreError::Reply(format!("{text:?}"));
+    let reply: Vec<&str> = text.split(' ').collect();
     if reply.len() != 1 + 3 * ops {
         return Err(bad());
     }
@@ -84,20 +88,23 @@ fn parse_reply(reply: &[String], ops: usize) -> Result<Applied, StoreError> {
         "0" => Ok(false),
         _ => Err(bad()),
     };
-    let number = |text: &str| text.parse::<f64>().map_err(|_| bad());
+    let number = |text: &str| match text.parse::<f64>() {
+        Ok(number) if number.is_finite() => Ok(number),
+        _ => Err(bad()),
+    };
     let results = reply[1..]
         .chunks_exact(3)
         .map(|chunk| {
             Ok(OpResult {
-                allowed: flag(&chunk[0])?,
-                backlog_before_ms: number(&chunk[1])?,
-                backlog_after_ms: number(&chunk[2])?,
+                allowed: flag(chunk[0])?,
+                backlog_before_ms: number(chunk[1])?,
+                backlog_after_ms: number(chunk[2])?,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Applied {
         results,
-        blocked: flag(&reply[0])?,
+        blocked: flag(reply[0])?,
     })
 }
 
@@ -117,15 +124,15 @@ mod tests {
 
     #[test]
     fn parses_a_reply_and_rejects_malformed_ones() {
-        let reply: Vec<String> = ["1", "1", "0", "1200", "0", "60000", "60000"]
-            .map(String::from)
-            .to_vec();
-        let applied = parse_reply(&reply, 2).unwrap();
+        let reply = "1 1 0 1200 0 60000 60000.5";
+        let applied = parse_reply(reply, 2).unwrap();
         assert!(applied.blocked);
         assert_eq!(applied.results[0].backlog_after_ms, 1200.0);
         assert!(!applied.results[1].allowed);
-        assert!(parse_reply(&reply, 1).is_err());
-        let garbage: Vec<String> = ["1", "x", "0", "0"].map(String::from).to_vec();
-        assert!(parse_reply(&garbage, 1).is_err());
+        assert_eq!(applied.results[1].backlog_after_ms, 60000.5);
+        assert!(parse_reply(reply, 1).is_err());
+        assert!(parse_reply("1 x 0 0", 1).is_err());
+        assert!(parse_reply("1 1 0 nan", 1).is_err());
+        assert!(parse_reply("", 0).is_err());
     }
 }

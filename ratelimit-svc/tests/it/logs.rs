@@ -95,6 +95,80 @@ async fn the_lines_of_a_check_carry_the_callers_request_id() {
     assert!(over["timestamp"].is_string() && over["target"].is_string());
 }
 
+/// At the default level, without trace export, calls have no span (it would cost about a fifth
+/// of a check for lines nobody sees); the warning a call can still write names its request id.
+#[tokio::test]
+async fn without_spans_a_calls_warning_still_carries_the_request_id() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ratelimit-svc"))
+        .env_clear()
+        .env("RATELIMIT_LISTEN", "127.0.0.1:0")
+        .env("RATELIMIT_HTTP_LISTEN", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let grpc_addr = loop {
+        let line = lines.next_line().await.unwrap().expect("a log line");
+        let json: Value = serde_json::from_str(&line).expect("a JSON line");
+        if let Some(addr) = json["grpc_addr"].as_str() {
+            break addr.to_owned();
+        }
+    };
+    let mut client = RateLimitServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(RateLimitRequest {
+        domain: "gateway".to_owned(),
+        descriptors: vec![RateLimitDescriptor {
+            entries: [("key_id", "logs"), ("rpm", "lots")]
+                .into_iter()
+                .map(|(key, value)| Entry {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        hits_addend: 0,
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", REQUEST_ID.parse().unwrap());
+    let answer = client
+        .should_rate_limit(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.overall_code,
+        Code::Ok as i32,
+        "an invalid limit admits"
+    );
+
+    let warning = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("a log line");
+            let json: Value = serde_json::from_str(&line).expect("a JSON line");
+            if json["level"] == "WARN" {
+                break json;
+            }
+        }
+    })
+    .await
+    .expect("no warning line");
+    assert_eq!(
+        warning["message"], "ignoring a descriptor with an invalid per-key limit",
+        "{warning}"
+    );
+    assert_eq!(warning["request_id"], REQUEST_ID, "{warning}");
+    assert!(
+        warning.get("span").is_none(),
+        "no call span at info: {warning}"
+    );
+}
+
 #[tokio::test]
 async fn a_bad_log_level_exits_2_naming_it() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ratelimit-svc"))

@@ -35,6 +35,7 @@ fn rpm<'a>(key: &'a str, limit: &'a str) -> CheckIn<'a> {
             negative: false,
         }],
         hits_addend: 1,
+        log_request_id: None,
     }
 }
 

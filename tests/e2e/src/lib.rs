@@ -5,6 +5,7 @@ pub mod clients;
 pub mod dns;
 pub mod envoy;
 pub mod process;
+pub mod ptc;
 pub mod stack;
 pub mod stub_translator;
 pub mod tools;

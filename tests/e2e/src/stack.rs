@@ -434,6 +434,27 @@ impl Stack {
         self.envoy.log()
     }
 
+    /// The JSON access-log lines of Envoy's log, once `ready` holds for them or 20 s passed
+    /// (Envoy writes access logs on its flush interval, not per request).
+    pub async fn access_log(
+        &self,
+        ready: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let lines: Vec<serde_json::Value> = self
+                .envoy_log()
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())
+                .filter(serde_json::Value::is_object)
+                .collect();
+            if ready(&lines) || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Each ptc-svc replica's address and whole log, in start order.
     pub fn ptc_replicas(&self) -> Vec<(SocketAddr, String)> {
         self.ptc

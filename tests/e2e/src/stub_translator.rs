@@ -75,6 +75,18 @@ impl Drop for StubTranslator {
     }
 }
 
+/// The stub's `Auth/Check` alone, to merge into a test's own axum router (one h2c port, like
+/// translator-svc), with the counter of calls. Keys as in [`StubTranslator::start`].
+pub fn auth_router(keys: HashMap<String, CheckResponse>) -> (axum::Router, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let auth = StubAuth {
+        keys,
+        calls: Arc::clone(&calls),
+    };
+    let router = tonic::service::Routes::new(AuthServer::new(auth)).into_axum_router();
+    (router, calls)
+}
+
 /// An allowed key's answer.
 pub fn grant(
     key_id: &str,

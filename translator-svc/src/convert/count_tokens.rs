@@ -36,7 +36,7 @@ pub fn to_count_tokens_input(
     } else {
         Target::Converse
     };
-    let normalized = normalize(request, opts, Mode::CountTokens, target)?;
+    let normalized = normalize(request.clone(), opts, Mode::CountTokens, target)?;
     let estimate = CountTokensPlan::Estimate {
         input_tokens: estimate_input_tokens(request),
     };

@@ -28,8 +28,8 @@ pub struct InvokeRequest {
     pub service_tier: Option<String>,
 }
 
-/// Builds the InvokeModel body for a `/v1/messages` request.
-pub fn to_invoke_body(request: &Value, opts: &RequestOptions) -> Result<InvokeRequest, ApiError> {
+/// Builds the InvokeModel body for a `/v1/messages` request (consumed: edited, not copied).
+pub fn to_invoke_body(request: Value, opts: &RequestOptions) -> Result<InvokeRequest, ApiError> {
     let normalized = normalize(request, opts, Mode::Messages, Target::Invoke)?;
     Ok(InvokeRequest {
         body: Value::Object(build_invoke_body(normalized, opts)?),

@@ -38,18 +38,19 @@ pub(crate) struct Normalized {
 /// Claude Code's first system block: per-version billing text, never cached.
 const BILLING_HEADER_PREFIX: &str = "x-anthropic-billing-header:";
 
+/// Takes the request by value: it is edited in place, never copied (a long conversation or
+/// inlined images make a copy cost as much as the rest of the conversion).
 pub(crate) fn normalize(
-    request: &Value,
+    request: Value,
     opts: &RequestOptions,
     mode: Mode,
     target: Target,
 ) -> Result<Normalized, ApiError> {
-    let Some(obj) = request.as_object() else {
+    let Value::Object(mut body) = request else {
         return Err(ApiError::invalid_request(
             "request body must be a JSON object",
         ));
     };
-    let mut body = obj.clone();
     // An explicit null is treated as an absent field, as the SDKs do.
     body.retain(|_, v| !v.is_null());
     validate_top_level(&body, mode)?;

@@ -71,11 +71,11 @@ fn count_tokens_json(plan: &CountTokensPlan) -> Value {
 
 fn run_path(path: &str, request: &Value, opts: &RequestOptions) -> Value {
     match path {
-        "invoke" => match to_invoke_body(request, opts) {
+        "invoke" => match to_invoke_body(request.clone(), opts) {
             Ok(r) => json!({"service_tier": r.service_tier, "body": r.body}),
             Err(e) => error_json(&e),
         },
-        "converse" => match to_converse_request(request, opts) {
+        "converse" => match to_converse_request(request.clone(), opts) {
             Ok(r) => serde_json::to_value(&r).unwrap(),
             Err(e) => error_json(&e),
         },

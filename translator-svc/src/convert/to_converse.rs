@@ -25,9 +25,10 @@ use crate::models::Family;
 /// Description of tools synthesized for history that names tools no longer offered.
 const RETIRED_TOOL_DESCRIPTION: &str = "Tool no longer offered; do not call.";
 
-/// Builds the Converse request for a `/v1/messages` request (`modelId` goes in the URL).
+/// Builds the Converse request for a `/v1/messages` request (`modelId` goes in the URL); the
+/// request is consumed (edited, not copied).
 pub fn to_converse_request(
-    request: &Value,
+    request: Value,
     opts: &RequestOptions,
 ) -> Result<ConverseRequest, ApiError> {
     let normalized = normalize(request, opts, Mode::Messages, Target::Converse)?;

@@ -25,8 +25,18 @@ pub struct Cached {
 struct KeyFacts {
     /// Monthly budget in nano-USD.
     budget_nanos: Option<u64>,
+    /// This month's spend as this replica knows it: the counter read at the check plus the usage
+    /// written here since (nano-USD). `None`: not read yet.
+    spent_nanos: Option<u64>,
     policy: KeyPolicy,
     expires: SystemTime,
+}
+
+/// A budgeted key's budget and its known spend, for the spend watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpendWatch {
+    pub budget_nanos: u64,
+    pub spent_nanos: Option<u64>,
 }
 
 #[derive(Default)]
@@ -54,8 +64,16 @@ impl VerdictCache {
         inner.entries.get(hash).filter(|c| c.expires > now).cloned()
     }
 
-    /// Cache a verdict (and, for an allowed key, its record's facts).
-    pub fn put(&self, hash: String, verdict: Verdict, record: Option<&KeyRecord>, now: SystemTime) {
+    /// Cache a verdict (and, for an allowed key, its record's facts and the month's spend the
+    /// verdict was decided on).
+    pub fn put(
+        &self,
+        hash: String,
+        verdict: Verdict,
+        record: Option<&KeyRecord>,
+        spent_nanos: Option<u64>,
+        now: SystemTime,
+    ) {
         if self.ttl.is_zero() {
             return;
         }
@@ -71,7 +89,9 @@ impl VerdictCache {
         }
         let expires = now + self.ttl;
         if let (Some(record), Verdict::Allowed(_)) = (record, &verdict) {
-            inner.keys.insert(record.id.clone(), facts(record, expires));
+            let mut facts = facts(record, expires);
+            facts.spent_nanos = spent_nanos;
+            inner.keys.insert(record.id.clone(), facts);
         }
         let key_id = record.map(|r| r.id.clone());
         inner.entries.insert(
@@ -94,11 +114,28 @@ impl VerdictCache {
         }
     }
 
-    /// The cached budget of `key_id`, if a fresh allowed verdict for it is cached.
-    pub fn budget_of(&self, key_id: &str, now: SystemTime) -> Option<u64> {
-        let inner = self.inner.lock().ok()?;
-        let facts = inner.keys.get(key_id).filter(|f| f.expires > now)?;
-        facts.budget_nanos
+    /// After usage of `cost_nanos` was written for `key_id`: add it to the known spend and return
+    /// the budget with the new spend, if a fresh allowed verdict with a budget is cached.
+    pub fn add_spend(&self, key_id: &str, cost_nanos: u64, now: SystemTime) -> Option<SpendWatch> {
+        let mut inner = self.inner.lock().ok()?;
+        let facts = inner.keys.get_mut(key_id).filter(|f| f.expires > now)?;
+        let budget_nanos = facts.budget_nanos?;
+        if let Some(spent) = &mut facts.spent_nanos {
+            *spent = spent.saturating_add(cost_nanos);
+        }
+        Some(SpendWatch {
+            budget_nanos,
+            spent_nanos: facts.spent_nanos,
+        })
+    }
+
+    /// The spend just read from the store for `key_id` (replaces the estimate).
+    pub fn set_spend(&self, key_id: &str, spent_nanos: u64) {
+        if let Ok(mut inner) = self.inner.lock()
+            && let Some(facts) = inner.keys.get_mut(key_id)
+        {
+            facts.spent_nanos = Some(spent_nanos);
+        }
     }
 
     /// The cached policy of `key_id`, if it was seen within the TTL.
@@ -124,6 +161,7 @@ impl VerdictCache {
 fn facts(record: &KeyRecord, expires: SystemTime) -> KeyFacts {
     KeyFacts {
         budget_nanos: record.budget_nanos(),
+        spent_nanos: None,
         policy: record.policy(),
         expires,
     }

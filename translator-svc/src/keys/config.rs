@@ -30,6 +30,11 @@ pub struct UsageSettings {
     pub backoff_max: Duration,
     /// Per-request items expire after this long (DynamoDB TTL on `expires_at`); `None` keeps them.
     pub retention: Option<Duration>,
+    /// Records written in one transaction at most (capped at 33: three actions each at worst,
+    /// 100 per transaction).
+    pub batch_max_records: usize,
+    /// How long a batch waits for more records after its first one before it is written.
+    pub batch_linger: Duration,
 }
 
 impl Default for UsageSettings {
@@ -41,6 +46,8 @@ impl Default for UsageSettings {
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
             retention: None,
+            batch_max_records: 25,
+            batch_linger: Duration::from_millis(5),
         }
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::clock::{Clock, Date};
-use super::record::{KeySettings, KeyStatus, Tier};
+use super::item::StoreError;
+use super::record::{KeyRecord, KeySettings, KeyStatus, Tier};
+use super::store::{KeyStore, MonthSpend};
 use super::testing::{MASTER, harness, scan, settings, usage_record};
 use super::{KeysConfig, Verifier, lifecycle};
 use crate::auth::{Denial, KeyVerifier, Verdict};
@@ -469,4 +471,154 @@ async fn auth_check_over_grpc_answers_from_the_store() {
     );
 
     assert!(check(MASTER).await.allowed);
+}
+
+/// The real store, counting how often the monthly spend is read.
+struct SpendReads {
+    inner: Arc<dyn KeyStore>,
+    reads: std::sync::atomic::AtomicU64,
+}
+
+impl SpendReads {
+    fn count(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[tonic::async_trait]
+impl KeyStore for SpendReads {
+    async fn create_key(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.inner.create_key(record).await
+    }
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.get_key(id).await
+    }
+    async fn find_by_hash(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.find_by_hash(hash).await
+    }
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.inner.list_keys().await
+    }
+    async fn update_settings(
+        &self,
+        id: &str,
+        settings: &KeySettings,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.update_settings(id, settings, now).await
+    }
+    async fn set_status(
+        &self,
+        id: &str,
+        status: KeyStatus,
+        expected: Option<KeyStatus>,
+        exceeded_month: Option<&str>,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .set_status(id, status, expected, exceeded_month, now)
+            .await
+    }
+    async fn rotate_key(
+        &self,
+        record: &KeyRecord,
+        new_hash: &str,
+        new_prefix: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .rotate_key(record, new_hash, new_prefix, now)
+            .await
+    }
+    async fn delete_key(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.delete_key(id).await
+    }
+    async fn touch(&self, id: &str, now: &str) -> Result<(), StoreError> {
+        self.inner.touch(id, now).await
+    }
+    async fn month_spend(&self, id: &str, month: &str) -> Result<MonthSpend, StoreError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.month_spend(id, month).await
+    }
+}
+
+/// The spend watch reads the counter only once the key is near its budget: far from it, usage
+/// writes cost no read; the crossing still refuses the next check and marks the key.
+#[tokio::test]
+async fn the_spend_watch_reads_the_counter_only_near_the_budget() {
+    let h = harness().await;
+    let (record, secret) = h.create_key(budget(1.0)).await;
+    let store = Arc::new(SpendReads {
+        inner: h.wired.store.clone(),
+        reads: Default::default(),
+    });
+    let verifier = Arc::new(Verifier::new(
+        store.clone(),
+        h.clock.clone(),
+        None,
+        Duration::from_secs(5),
+    ));
+    let sink = crate::usage::dynamo::DynamoUsageSink::spawn(
+        h.wired.dynamo.clone(),
+        h.wired.prices.clone(),
+        Some(verifier.clone()),
+        h.clock.clone(),
+        KeysConfig::for_tests(MASTER).usage,
+    );
+    assert_eq!(
+        allowed_id(&verifier.verify(&secret).await.unwrap()),
+        record.id
+    );
+    assert_eq!(store.count(), 1);
+
+    // $0.30 + $0.30 + $0.15: 75 % of the budget, no read.
+    for (id, output) in [("req_1", 20_000), ("req_2", 20_000), ("req_3", 10_000)] {
+        sink.record(usage_record(&record.id, id, 0, output, Outcome::Ok));
+        sink.flush().await;
+    }
+    assert_eq!(store.count(), 1);
+    assert!(matches!(
+        verifier.verify(&secret).await.unwrap(),
+        Verdict::Allowed(_)
+    ));
+
+    // Another $0.30 ($1.05 in all) crosses it: read, marked, refused at the next check.
+    sink.record(usage_record(&record.id, "req_4", 0, 20_000, Outcome::Ok));
+    sink.flush().await;
+    assert_eq!(store.count(), 2);
+    let Denial::NotPermitted(message) = denial(verifier.verify(&secret).await.unwrap()) else {
+        panic!("not a 403")
+    };
+    assert!(message.contains("$1.05 spent in 2026-11"), "{message}");
+    let marked = h.wired.store.get_key(&record.id).await.unwrap().unwrap();
+    assert_eq!(marked.status, KeyStatus::BudgetExceeded);
+}
+
+/// Spend the watch did not see (another replica's) shows at the next check after the verdict
+/// expires, which then re-reads the counter.
+#[tokio::test]
+async fn spend_from_elsewhere_is_seen_at_the_next_check() {
+    let h = harness().await;
+    let (record, secret) = h.create_key(budget(0.5)).await;
+    let verifier = &h.wired.verifier;
+    assert!(matches!(
+        verifier.verify(&secret).await.unwrap(),
+        Verdict::Allowed(_)
+    ));
+    // Written by another sink (another replica): this verifier's watch knows nothing of it.
+    let other = crate::usage::dynamo::DynamoUsageSink::spawn(
+        h.wired.dynamo.clone(),
+        h.wired.prices.clone(),
+        None,
+        h.clock.clone(),
+        KeysConfig::for_tests(MASTER).usage,
+    );
+    other.record(usage_record(&record.id, "req_far", 0, 40_000, Outcome::Ok));
+    other.flush().await;
+    h.clock.advance(Duration::from_secs(6));
+    assert!(matches!(
+        denial(verifier.verify(&secret).await.unwrap()),
+        Denial::NotPermitted(_)
+    ));
 }

@@ -79,10 +79,10 @@ impl Verifier {
         }
         let Some(record) = self.store.find_by_hash(&hash).await? else {
             let verdict = Verdict::Denied(Denial::InvalidKey);
-            self.cache.put(hash, verdict.clone(), None, now);
+            self.cache.put(hash, verdict.clone(), None, None, now);
             return Ok(verdict);
         };
-        let verdict = self.decide(&record, now).await?;
+        let (verdict, spent) = self.decide(&record, now).await?;
         if matches!(verdict, Verdict::Allowed(_)) {
             let (store, id, at) = (self.store.clone(), record.id.clone(), rfc3339_millis(now));
             // In the caller's span: the write's lines name the request that used the key.
@@ -92,18 +92,25 @@ impl Verifier {
                 }
             }));
         }
-        self.cache.put(hash, verdict.clone(), Some(&record), now);
+        self.cache
+            .put(hash, verdict.clone(), Some(&record), spent, now);
         Ok(verdict)
     }
 
-    async fn decide(&self, record: &KeyRecord, now: SystemTime) -> Result<Verdict, StoreError> {
+    /// The verdict, and the month's spend it was decided on (for a key with a budget).
+    async fn decide(
+        &self,
+        record: &KeyRecord,
+        now: SystemTime,
+    ) -> Result<(Verdict, Option<u64>), StoreError> {
         if record.status == KeyStatus::Disabled {
-            return Ok(Verdict::Denied(Denial::InvalidKey));
+            return Ok((Verdict::Denied(Denial::InvalidKey), None));
         }
         let today = Date::of(now);
         let month = today.month_label();
         let at = rfc3339_millis(now);
         let mut near = false;
+        let mut spent_nanos = None;
         if let Some(budget) = record.budget_nanos() {
             let spent = self.store.month_spend(&record.id, &month).await?.cost_nanos;
             if spent >= budget {
@@ -111,22 +118,23 @@ impl Verifier {
                     self.set_status(record, KeyStatus::BudgetExceeded, Some(&month), &at)
                         .await;
                 }
-                return Ok(Verdict::Denied(Denial::NotPermitted(budget_message(
-                    budget, spent, today,
-                ))));
+                let message = budget_message(budget, spent, today);
+                return Ok((Verdict::Denied(Denial::NotPermitted(message)), Some(spent)));
             }
             near = near_budget(spent, budget);
+            spent_nanos = Some(spent);
         }
         if record.status == KeyStatus::BudgetExceeded {
             self.set_status(record, KeyStatus::Active, None, &at).await;
         }
-        Ok(Verdict::Allowed(KeyGrant {
+        let grant = KeyGrant {
             key_id: record.id.clone(),
             tier: record.settings.tier,
             requests_per_minute: record.settings.requests_per_minute,
             tokens_per_minute: record.settings.tokens_per_minute,
             cache_ttl: near.then_some(NEAR_BUDGET_FILTER_TTL),
-        }))
+        };
+        Ok((Verdict::Allowed(grant), spent_nanos))
     }
 
     /// Move a key between `active` and `budget_exceeded`; the verdict stands even if this fails.
@@ -170,13 +178,25 @@ impl Verifier {
         self.cache.invalidate_key(key_id);
     }
 
-    /// After usage was written for `key_id`: if a cached grant has a budget that is now spent,
-    /// mark the key and drop the grant so the next check refuses it.
-    pub async fn after_usage(&self, key_id: &str) {
+    /// After usage costing `cost_nanos` was written for `key_id`: if a cached grant has a budget
+    /// that is now spent, mark the key and drop the grant so the next check refuses it.
+    ///
+    /// The counter is re-read only once the spend this replica knows of (read at the check, plus
+    /// the usage it wrote since) reaches 90 % of the budget: below that, its writes have not
+    /// crossed the budget, and a read per write would cost a store call per request. Spend other
+    /// replicas write shows at the next check, within the verdict cache's TTL.
+    pub async fn after_usage(&self, key_id: &str, cost_nanos: u64) {
         let now = self.clock.now();
-        let Some(budget) = self.cache.budget_of(key_id, now) else {
+        let Some(watch) = self.cache.add_spend(key_id, cost_nanos, now) else {
             return;
         };
+        let budget = watch.budget_nanos;
+        if watch
+            .spent_nanos
+            .is_some_and(|spent| !near_budget(spent, budget))
+        {
+            return;
+        }
         let month = Date::of(now).month_label();
         match self.store.month_spend(key_id, &month).await {
             Ok(spend) if spend.cost_nanos >= budget => {
@@ -202,7 +222,7 @@ impl Verifier {
             }
             // Near the budget: recompute at the next check, which grants with the short filter TTL.
             Ok(spend) if near_budget(spend.cost_nanos, budget) => self.cache.invalidate_key(key_id),
-            Ok(_) => {}
+            Ok(spend) => self.cache.set_spend(key_id, spend.cost_nanos),
             Err(e) => tracing::warn!(%key_id, error = %e, "cannot read the key's monthly spend"),
         }
     }

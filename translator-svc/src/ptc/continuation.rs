@@ -32,6 +32,31 @@ fn str_of<'a>(b: &'a Value, key: &str) -> &'a str {
     b.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The id of the message answering the continuation round that delivers `ids` to `container`:
+/// `msg_` + 24 base62 characters of a SHA-256 of the round's identity (key, container, answered
+/// ids in any order). Every request serving the round agrees on it without asking anyone: a
+/// duplicate that raced the first past validation commits its stream (`message_start`) before it
+/// learns the round is another's, and then replays that round's stored response under the same
+/// id. Still new per round: no other round answers the same tool call ids.
+pub fn round_message_id(key_id: &str, container: &str, ids: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    let mut digest = Sha256::new();
+    for part in [key_id, container].into_iter().chain(ids) {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    let tail: String = digest
+        .finalize()
+        .iter()
+        .take(24)
+        .map(|b| char::from(BASE62[usize::from(*b) % BASE62.len()]))
+        .collect();
+    format!("msg_{tail}")
+}
+
 /// The sandbox-called ids the last (user) message answers, when this round is a continuation.
 pub fn answered_ids(messages: &[Value]) -> Option<Vec<String>> {
     let last = messages.last()?;
@@ -179,47 +204,26 @@ pub async fn resume(
     // Validated: a streaming continuation commits now, so pings can flow while the code runs.
     round.commit(0);
     let execution_id = execution.execution_id.clone();
-    // Armed before the call: a delivery whose answer is lost (transport failure) may have opened
-    // the round, which must not stay claimed by nobody.
-    let claim = Claim::new(round, &container, &answered);
-    let delivered = round
-        .ptc
-        .sandbox
-        .deliver_results(
-            DeliverResultsRequest {
-                container_id: container.clone(),
-                key_id: round.key_id.clone(),
-                execution_id: execution_id.clone(),
-                results,
-                round_owner: claim.owner(),
-                round_lease_ms: ROUND_LEASE_MS,
-            },
-            round.ptc.code_deadline(),
-        )
-        .await;
-    let outcome = match delivered {
-        Ok(outcome) => outcome,
-        Err(status) => {
-            if !matches!(
-                status.code(),
-                tonic::Code::Unavailable
-                    | tonic::Code::DeadlineExceeded
-                    | tonic::Code::Cancelled
-                    | tonic::Code::Unknown
-            ) {
-                // Refused (mismatch, busy, gone): nothing was opened for this request.
-                claim.disarm();
-            }
-            return Err(to_api_error(&status));
-        }
-    };
+    let (mut outcome, mut claim) =
+        deliver(round, &container, &execution_id, &results, &answered).await?;
     if outcome.replayed && !outcome.round_claimed {
-        // Another request delivered these results and serves the round: its response is ours.
+        // Another request delivered these results first (it passed validation alongside this
+        // one) and serves the round: its response is ours, under the same id (the id names the
+        // round). Should it fail instead, it releases the round, which this request then takes
+        // over, as a retry arriving while it ran would.
         claim.disarm();
-        return match stored(round, &container, &answered).await {
-            Stored::Found(message) => Ok(Resumed::Replay(message)),
-            _ => Err(busy(&container)),
-        };
+        match stored(round, &container, &answered).await {
+            Stored::Found(message) => return Ok(Resumed::Replay(message)),
+            Stored::Resumable => {
+                (outcome, claim) =
+                    deliver(round, &container, &execution_id, &results, &answered).await?;
+                if !outcome.round_claimed {
+                    claim.disarm();
+                    return Err(busy(&container));
+                }
+            }
+            _ => return Err(busy(&container)),
+        }
     }
     if outcome.replayed {
         tracing::info!(request_id = %round.call.request_id, container = %container, execution_id, "finishing a PTC round its first request left unfinished");
@@ -231,6 +235,51 @@ pub async fn resume(
         claim.disarm();
     }
     Ok(Resumed::Done(message))
+}
+
+/// Delivers the results on behalf of a new claim on the round they open: the outcome and the
+/// claim (armed unless the delivery was refused).
+async fn deliver(
+    round: &Round<'_>,
+    container: &str,
+    execution_id: &str,
+    results: &[ToolResult],
+    answered: &[String],
+) -> Result<(gateway_proto::ptc::v1::Outcome, Claim), ApiError> {
+    // Armed before the call: a delivery whose answer is lost (transport failure) may have opened
+    // the round, which must not stay claimed by nobody.
+    let claim = Claim::new(round, container, answered);
+    let delivered = round
+        .ptc
+        .sandbox
+        .deliver_results(
+            DeliverResultsRequest {
+                container_id: container.to_string(),
+                key_id: round.key_id.clone(),
+                execution_id: execution_id.to_string(),
+                results: results.to_vec(),
+                round_owner: claim.owner(),
+                round_lease_ms: ROUND_LEASE_MS,
+            },
+            round.ptc.code_deadline(),
+        )
+        .await;
+    match delivered {
+        Ok(outcome) => Ok((outcome, claim)),
+        Err(status) => {
+            if !matches!(
+                status.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Unknown
+            ) {
+                // Refused (mismatch, busy, gone): nothing was opened for this request.
+                claim.disarm();
+            }
+            Err(to_api_error(&status))
+        }
+    }
 }
 
 /// The 400 for answers that match neither the pending batch nor an earlier round.
@@ -353,6 +402,51 @@ async fn store(round: &Round<'_>, container: &str, ids: &[String], message: &Val
         Err(status) => {
             tracing::warn!(code = ?status.code(), "cannot store the round for replay");
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_message_id;
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_round_has_one_message_id_whoever_serves_it() {
+        let id = round_message_id(
+            "key_a",
+            "container_x",
+            &ids(&["toolu_ptc_1", "toolu_ptc_2"]),
+        );
+        assert!(id.starts_with("msg_") && id.len() == 28, "{id}");
+        assert!(id[4..].bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+        // The same round, the answers in another order: the same id.
+        let again = round_message_id(
+            "key_a",
+            "container_x",
+            &ids(&["toolu_ptc_2", "toolu_ptc_1"]),
+        );
+        assert_eq!(again, id);
+        // Another round, container or key: another id.
+        for other in [
+            round_message_id("key_a", "container_x", &ids(&["toolu_ptc_3"])),
+            round_message_id(
+                "key_a",
+                "container_y",
+                &ids(&["toolu_ptc_1", "toolu_ptc_2"]),
+            ),
+            round_message_id(
+                "key_b",
+                "container_x",
+                &ids(&["toolu_ptc_1", "toolu_ptc_2"]),
+            ),
+            // Parts are separated: moving characters between them changes the id.
+            round_message_id("key_a", "container_xtoolu_ptc_1", &ids(&["toolu_ptc_2"])),
+        ] {
+            assert_ne!(other, id);
         }
     }
 }

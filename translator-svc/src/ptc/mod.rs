@@ -70,18 +70,22 @@ pub fn messages(
             ));
         };
         let prepared = ptc.prepare(&mut call, &request)?;
-        let answer = if prepared.stream {
+        let charge_to = call.clone();
+        let result = if prepared.stream {
             return stream::serve(ptc, relay.clone(), call, prepared).await;
         } else if prepared.is_continuation() {
-            detached(ptc, relay.clone(), call, prepared, None).await?
+            detached(ptc, relay.clone(), call, prepared, None).await
         } else {
-            serve_round(&ptc, relay, call, prepared, None).await?
+            serve_round(&ptc, relay, call, prepared, None).await
         };
-        // `usage` is what the `x-gw-usage-tokens` header charges; the body keeps the round's.
-        Ok(Outcome::Message {
-            message: answer.message,
-            usage: answer.spent,
-        })
+        match result {
+            // `usage` is what the `x-gw-usage-tokens` header charges; the body keeps the round's.
+            Ok(answer) => Ok(Outcome::Message {
+                message: answer.message,
+                usage: answer.spent,
+            }),
+            Err(failed) => Err(failed.charge(relay, &charge_to)),
+        }
     })
 }
 
@@ -108,6 +112,24 @@ impl Answer {
     }
 }
 
+/// A round that failed, and what its model calls spent before it did (ptc.md 16). Envoy charges
+/// nothing for an error response (it carries no usage header or trailer), so these tokens are
+/// charged to the key's TPM limit directly, once: by the request answering with the error, or by
+/// the round's task when its client has left. A retry that takes the round over charges only the
+/// model calls it makes itself.
+pub struct Failed {
+    error: ApiError,
+    spent: TokenUsage,
+}
+
+impl Failed {
+    /// Charges what the round spent and hands back the error for the client.
+    fn charge(self, relay: &Relay, call: &CallContext) -> ApiError {
+        relay.charge_directly(call, &self.spent);
+        self.error
+    }
+}
+
 /// A PTC request checked and turned into its model-facing parts.
 pub struct Prepared {
     tools: tools::PtcTools,
@@ -129,30 +151,37 @@ impl Prepared {
 /// round runs to its response and is stored for replay even when the client goes away (a
 /// timeout, a dropped stream), so the SDK's retry gets that response (ptc.md 5.6, 10). The
 /// caller only waits for it; a streaming caller also gets its steps. A round that ends after its
-/// caller left charges its tokens to the key's TPM limit itself: Envoy charges from the response's
-/// usage header or trailer, which that client never got (ptc.md 16).
+/// caller left, answered or failed, charges what it spent to the key's TPM limit itself: Envoy
+/// charges from the response's usage header or trailer, which that client never got (ptc.md 16).
 fn detached(
     ptc: Arc<Ptc>,
     relay: Relay,
     call: CallContext,
     prepared: Prepared,
     emit: Option<UnboundedSender<Emit>>,
-) -> impl Future<Output = Result<Answer, ApiError>> + Send + 'static {
+) -> impl Future<Output = Result<Answer, Failed>> + Send + 'static {
     use tracing::Instrument;
     let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
     let round = async move {
         let charge_to = call.clone();
         let result = serve_round(&ptc, &relay, call, prepared, emit).await;
-        if let Err(Ok(answer)) = answer_tx.send(result) {
-            tracing::info!(request_id = %charge_to.request_id, "PTC round finished after its client left");
-            relay.charge_directly(&charge_to, &answer.spent);
+        if let Err(unsent) = answer_tx.send(result) {
+            let (spent, outcome) = match &unsent {
+                Ok(answer) => (answer.spent, "answered"),
+                Err(failed) => (failed.spent, "failed"),
+            };
+            tracing::info!(request_id = %charge_to.request_id, outcome, "PTC round ended after its client left");
+            relay.charge_directly(&charge_to, &spent);
         }
     };
     tokio::spawn(round.instrument(tracing::Span::current()));
     async move {
         answer_rx.await.unwrap_or_else(|_| {
             tracing::error!("a PTC round task ended abnormally");
-            Err(ApiError::api("the code execution round ended abnormally"))
+            Err(Failed {
+                error: ApiError::api("the code execution round ended abnormally"),
+                spent: TokenUsage::default(),
+            })
         })
     }
 }
@@ -165,7 +194,7 @@ async fn serve_round(
     call: CallContext,
     prepared: Prepared,
     emit: Option<UnboundedSender<Emit>>,
-) -> Result<Answer, ApiError> {
+) -> Result<Answer, Failed> {
     let Prepared {
         tools,
         client_messages,
@@ -190,7 +219,10 @@ async fn serve_round(
     )
     .await;
     round.settle();
-    result
+    result.map_err(|error| Failed {
+        error,
+        spent: round.usage,
+    })
 }
 
 /// The body of `serve_round`, so that every way out of it settles the round.
@@ -268,13 +300,23 @@ impl Ptc {
             Some(Value::Array(m)) => m.clone(),
             _ => return Err(ApiError::invalid_at("messages", "field required (a list)")),
         };
+        let container = container_of(request);
+        // A continuation's id names its round, so every request serving or replaying that round
+        // (an identical retry, a racing duplicate) answers with the same id (ptc.md 5.6).
+        let message_id = match (continuation::answered_ids(&client_messages), &container) {
+            (Some(answered), Some(container)) => {
+                let key_id = call.key_id.as_deref().unwrap_or("anonymous");
+                continuation::round_message_id(key_id, container, &answered)
+            }
+            _ => crate::ids::message_id(),
+        };
         Ok(Prepared {
             stream: obj.get("stream").and_then(Value::as_bool) == Some(true),
-            container: container_of(request),
+            container,
             base: self.model_base(obj, &tools),
             tools,
             client_messages,
-            message_id: crate::ids::message_id(),
+            message_id,
         })
     }
 

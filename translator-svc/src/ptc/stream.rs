@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use super::live::{Emit, LiveRound};
-use super::{Answer, Prepared, Ptc, detached, serve_round};
+use super::{Answer, Failed, Prepared, Ptc, detached, serve_round};
 use crate::anthropic::stream::SseEvent;
 use crate::error::ApiError;
 use crate::relay::{CallContext, Outcome, Relay, SseBody, SseChunk};
@@ -35,7 +35,9 @@ pub async fn serve(
         &prepared.tools.client_code_name,
     );
     let (tx, mut rx) = mpsc::unbounded_channel::<Emit>();
-    let mut round: BoxFuture<'static, Result<Answer, ApiError>> = if prepared.is_continuation() {
+    // An error answered before the commit carries no usage for Envoy: charged from here.
+    let charge_to = (relay.clone(), call.clone());
+    let mut round: BoxFuture<'static, Result<Answer, Failed>> = if prepared.is_continuation() {
         Box::pin(detached(ptc, relay, call, prepared, Some(tx)))
     } else {
         Box::pin(async move { serve_round(&ptc, &relay, call, prepared, Some(tx)).await })
@@ -52,7 +54,7 @@ pub async fn serve(
             }
             result = &mut round => {
                 // Ended without a commit: a replayed round, or an error for the HTTP status.
-                let answer = result?;
+                let answer = result.map_err(|failed| failed.charge(&charge_to.0, &charge_to.1))?;
                 let events = live.finish(&answer.message);
                 let mut chunks: Vec<SseChunk> =
                     events.iter().map(|e| SseChunk::Event(e.encode())).collect();
@@ -85,14 +87,15 @@ pub async fn serve(
         while let Ok(emit) = rx.try_recv() {
             out.extend(live.on_emit(emit));
         }
-        // The trailer charges what this request spent: nothing for a replay (ptc.md 16).
+        // The trailer charges what this request spent: nothing for a replay, the model calls
+        // that ran for a failed round (ptc.md 16).
         let usage = match &result {
             Ok(answer) => answer.spent,
-            Err(_) => live.usage(),
+            Err(failed) => failed.spent,
         };
         match result {
             Ok(answer) => out.extend(live.finish(&answer.message)),
-            Err(error) => {
+            Err(Failed { error, .. }) => {
                 tracing::warn!(request_id = %request_id, error_type = error.error_type.as_str(), message = %error.message, "PTC round failed after the stream was committed");
                 out.push(SseEvent::error(&error, &request_id));
             }

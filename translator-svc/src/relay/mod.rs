@@ -334,7 +334,8 @@ impl Relay {
         .increment(1);
         match plan.route.entry.backend {
             Backend::Invoke => {
-                let invoke = to_invoke_body(&request, &opts)?;
+                // The request is not needed after conversion: handed over, not copied.
+                let invoke = to_invoke_body(std::mem::take(&mut request), &opts)?;
                 let body = serde_json::to_vec(&invoke.body).map_err(|e| {
                     ApiError::api(format!("could not encode the upstream request: {e}"))
                 })?;
@@ -400,7 +401,10 @@ impl Relay {
                 }
             }
             Backend::Converse => {
-                let converse = to_converse_request(&request, &opts)?;
+                // A stream's input estimate (for a cut stream) reads the request before it is
+                // handed over to the conversion.
+                let input_estimate = plan.stream.then(|| estimate_input_tokens(&request));
+                let converse = to_converse_request(std::mem::take(&mut request), &opts)?;
                 let body = serde_json::to_value(&converse).map_err(|e| {
                     ApiError::api(format!("could not encode the upstream request: {e}"))
                 })?;
@@ -427,7 +431,7 @@ impl Relay {
                         .await;
                     let (upstream, sent_tier) = self.settle(&plan, "converse", upstream)?;
                     let mut served = Served::new(sent_tier, only_1h_cache);
-                    served.input_estimate = estimate_input_tokens(&request);
+                    served.input_estimate = input_estimate.unwrap_or_default();
                     let machine =
                         stream::Machine::converse(plan.response.clone(), self.config.metadata_wait);
                     stream::start(self, plan, machine, upstream, permit, served).await

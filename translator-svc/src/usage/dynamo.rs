@@ -1,39 +1,34 @@
-//! The DynamoDB usage sink: `record` only enqueues; a background task writes one usage item per
-//! request plus the key's monthly counters and the daily aggregate in one transaction (the item
-//! is conditional on not existing, so a retried write never counts twice). Retries with backoff;
-//! a record that still fails is logged in full and counted. Never blocks or fails a response.
+//! The DynamoDB usage sink: `record` only enqueues; a background task drains the queue in batches
+//! and writes each batch in one transaction: a request item per record (conditional on not
+//! existing, so a retried write never counts twice) and the batch's sums on the keys' monthly
+//! counters and the daily aggregates. Retries with backoff; a record that still fails is logged in
+//! full and counted. Never blocks or fails a response.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use super::batch::{self, Batch, Pending, Prepared};
 use super::{UsageRecord, UsageSink};
-use crate::keys::clock::{Clock, Date, rfc3339_millis, unix_secs};
+use crate::keys::clock::Clock;
 use crate::keys::config::UsageSettings;
 use crate::keys::dynamo::Dynamo;
-use crate::keys::item::{Item, StoreError, is_condition_cancel, n, s};
-use crate::keys::tables::{PK, SK, day_pk, day_sk, month_sk, request_sk, usage_pk};
+use crate::keys::item::{StoreError, is_condition_cancel};
 use crate::keys::verifier::Verifier;
-use crate::pricing::{PriceBook, Tokens};
+use crate::pricing::PriceBook;
 
-/// Usage of requests that carried no key id (not through the gate filter).
-pub const ANONYMOUS_KEY: &str = "anonymous";
+pub use super::batch::ANONYMOUS_KEY;
 
 enum Msg {
     Record(Box<Pending>),
     Flush(oneshot::Sender<()>),
-}
-
-/// A record with everything fixed at enqueue time, so every retry writes the same item.
-struct Pending {
-    record: UsageRecord,
-    at: SystemTime,
 }
 
 struct Writer {
@@ -44,7 +39,8 @@ struct Writer {
     stats: Arc<Stats>,
 }
 
-/// What the sink did since it started (also exported as `translator_usage_write*` metrics).
+/// What the sink did since it started, per record (also exported as `translator_usage_write*`
+/// metrics).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub written: AtomicU64,
@@ -52,12 +48,17 @@ pub struct Stats {
     pub retries: AtomicU64,
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
+    /// Transactions that committed (a batch of records each).
+    pub transactions: AtomicU64,
 }
 
 impl Stats {
-    fn count(&self, counter: &AtomicU64, result: &'static str) {
-        counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("translator_usage_writes_total", "result" => result).increment(1);
+    fn count(&self, counter: &AtomicU64, result: &'static str, records: u64) {
+        if records == 0 {
+            return;
+        }
+        counter.fetch_add(records, Ordering::Relaxed);
+        metrics::counter!("translator_usage_writes_total", "result" => result).increment(records);
     }
 }
 
@@ -70,7 +71,11 @@ pub struct DynamoUsageSink {
 
 enum Written {
     New,
+    /// A condition failed: at least one request item of the transaction already exists.
     Duplicate,
+    /// The store refused the request itself (a validation error, e.g. an item over 400 KB):
+    /// the same request can never succeed, so it is not retried.
+    Refused,
 }
 
 impl DynamoUsageSink {
@@ -100,7 +105,7 @@ impl DynamoUsageSink {
     }
 
     /// Wait until every record enqueued before this call is written or given up (tests, and
-    /// graceful shutdown).
+    /// graceful shutdown). Cuts a batch that is still collecting short.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Msg::Flush(done)).await.is_ok() {
@@ -120,7 +125,7 @@ impl UsageSink for DynamoUsageSink {
                 mpsc::error::TrySendError::Full(_) => "queue_full",
                 mpsc::error::TrySendError::Closed(_) => "closed",
             };
-            self.stats.count(&self.stats.dropped, "dropped");
+            self.stats.count(&self.stats.dropped, "dropped", 1);
             if let mpsc::error::TrySendError::Full(Msg::Record(p))
             | mpsc::error::TrySendError::Closed(Msg::Record(p)) = e
             {
@@ -148,77 +153,209 @@ fn log_lost(r: &UsageRecord, reason: &str) {
     );
 }
 
+/// What ended the collection of a batch.
+enum Cut {
+    /// The batch is full or its linger has passed: write it, keep going. (Only this cut leaves
+    /// a record carried over to the next batch.)
+    Ready,
+    /// A flush asked for everything queued before it.
+    Flush(oneshot::Sender<()>),
+    /// Every sender is gone: write what is left and stop.
+    Closed,
+}
+
+/// The writer task. Takes a write permit first and only then collects a batch, so while every
+/// permit is busy the records wait in the queue and the next batch takes many of them at once.
 async fn run(writer: Arc<Writer>, mut rx: mpsc::Receiver<Msg>) {
     let permits = Arc::new(Semaphore::new(writer.settings.concurrency));
     let mut in_flight = JoinSet::new();
-    while let Some(msg) = rx.recv().await {
+    // A record that did not fit in the previous batch starts the next one.
+    let mut carried: Option<Box<Prepared>> = None;
+    loop {
         while in_flight.try_join_next().is_some() {}
-        match msg {
-            Msg::Record(pending) => {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let writer = writer.clone();
-                // The write outlives the request's task; its lines still name the request.
-                let span =
-                    tracing::info_span!("usage_write", request_id = %pending.record.request_id);
-                in_flight.spawn(tracing::Instrument::instrument(
-                    async move {
-                        writer.write_with_retry(*pending).await;
-                        drop(permit);
-                    },
-                    span,
-                ));
-            }
-            Msg::Flush(done) => {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let mut batch = Batch::new(writer.settings.batch_max_records);
+        if let Some(first) = carried.take() {
+            // A fresh batch takes any one record.
+            let _ = batch.push(*first);
+        }
+        let cut = collect(&writer, &mut rx, &mut batch, &mut carried).await;
+        if !batch.is_empty() {
+            writer.clone().spawn_write(&mut in_flight, batch, permit);
+        }
+        match cut {
+            Cut::Ready => {}
+            Cut::Flush(done) => {
                 while in_flight.join_next().await.is_some() {}
                 let _ = done.send(());
             }
+            Cut::Closed => break,
         }
     }
     while in_flight.join_next().await.is_some() {}
 }
 
+/// Fill `batch` from the queue: wait for a first record, then take more until the batch is full
+/// or the linger has passed since the first one (records already queued are taken at once).
+async fn collect(
+    writer: &Writer,
+    rx: &mut mpsc::Receiver<Msg>,
+    batch: &mut Batch,
+    carried: &mut Option<Box<Prepared>>,
+) -> Cut {
+    let mut deadline = None;
+    if !batch.is_empty() {
+        deadline = Some(tokio::time::Instant::now() + writer.settings.batch_linger);
+    }
+    while !batch.is_full() {
+        let msg = match deadline {
+            None => rx.recv().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => return Cut::Ready,
+            },
+        };
+        match msg {
+            Some(Msg::Record(pending)) => {
+                let prepared = writer.prepare(*pending);
+                if let Err(next) = batch.push(prepared) {
+                    *carried = Some(next);
+                    return Cut::Ready;
+                }
+                if deadline.is_none() {
+                    deadline = Some(tokio::time::Instant::now() + writer.settings.batch_linger);
+                }
+            }
+            Some(Msg::Flush(done)) => return Cut::Flush(done),
+            None => return Cut::Closed,
+        }
+    }
+    Cut::Ready
+}
+
+fn write_span(records: &[Prepared]) -> tracing::Span {
+    let first = records.first().map_or("", |p| p.record.request_id.as_str());
+    tracing::info_span!("usage_write", request_id = %first, records = records.len())
+}
+
 impl Writer {
-    async fn write_with_retry(&self, pending: Pending) {
-        let r = &pending.record;
-        let key_id = r.key_id.clone().unwrap_or_else(|| ANONYMOUS_KEY.into());
-        let items = match self.transaction(&pending, &key_id) {
+    fn prepare(&self, pending: Pending) -> Prepared {
+        batch::prepare(pending, &self.prices, self.settings.retention)
+    }
+
+    fn spawn_write(
+        self: Arc<Self>,
+        in_flight: &mut JoinSet<()>,
+        batch: Batch,
+        permit: OwnedSemaphorePermit,
+    ) {
+        // The write outlives the requests' tasks. Its lines name the batch's first request and
+        // how many records it carries (a lost record's line names its own request).
+        let span = write_span(&batch.records);
+        in_flight.spawn(tracing::Instrument::instrument(
+            async move {
+                self.write_batch(batch.records).await;
+                drop(permit);
+            },
+            span,
+        ));
+    }
+
+    /// Write a batch in one transaction. If a request item already exists (a record queued
+    /// twice, or a write whose commit was not acknowledged), or one record is refused, the whole
+    /// transaction fails: then each record is written on its own, so exactly the duplicates are
+    /// skipped and only a refused record is lost.
+    async fn write_batch(&self, records: Vec<Prepared>) {
+        match self.write_with_retry(&records).await {
+            Some(Written::New) => self.settle_new(records).await,
+            Some(Written::Duplicate | Written::Refused) if records.len() > 1 => {
+                tracing::debug!(
+                    records = records.len(),
+                    "a usage batch was refused as a whole; writing its records one by one"
+                );
+                for p in records {
+                    let one = vec![p];
+                    let span = write_span(&one);
+                    let written =
+                        tracing::Instrument::instrument(self.write_with_retry(&one), span).await;
+                    match written {
+                        Some(Written::New) => self.settle_new(one).await,
+                        Some(Written::Duplicate) => self.settle_duplicates(&one),
+                        Some(Written::Refused) | None => self.settle_lost(&one),
+                    }
+                }
+            }
+            Some(Written::Duplicate) => self.settle_duplicates(&records),
+            Some(Written::Refused) | None => self.settle_lost(&records),
+        }
+    }
+
+    /// `None`: given up after the last attempt (or the write could not be built).
+    async fn write_with_retry(&self, records: &[Prepared]) -> Option<Written> {
+        let items = match batch::transaction(&self.dynamo.tables.usage, records) {
             Ok(items) => items,
             Err(e) => {
-                self.stats.count(&self.stats.failed, "failed");
                 tracing::error!(error = %e, "cannot build the usage write");
-                return log_lost(r, "invalid");
+                return None;
             }
         };
+        let size = records.len() as u64;
         // Every attempt writes the same items: an attempt that did commit (its answer lost) makes
-        // the next one fail its condition, which counts as done.
+        // the next one fail its conditions, which counts as done.
         let mut attempt = 1;
         loop {
             match self.write(items.clone()).await {
-                Ok(Written::New) => {
-                    self.stats.count(&self.stats.written, "ok");
-                    if let Some(verifier) = &self.verifier {
-                        verifier.after_usage(&key_id).await;
-                    }
-                    return;
-                }
-                Ok(Written::Duplicate) => {
-                    self.stats.count(&self.stats.duplicates, "duplicate");
-                    return;
-                }
+                Ok(written) => return Some(written),
                 Err(e) if attempt < self.settings.max_attempts => {
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("translator_usage_write_retries_total").increment(1);
-                    tracing::debug!(request_id = %r.request_id, attempt, error = %e, "retrying a usage write");
+                    self.stats.retries.fetch_add(size, Ordering::Relaxed);
+                    metrics::counter!("translator_usage_write_retries_total").increment(size);
+                    tracing::debug!(attempt, error = %e, "retrying a usage write");
                     tokio::time::sleep(self.backoff(attempt)).await;
                     attempt += 1;
                 }
                 Err(e) => {
-                    self.stats.count(&self.stats.failed, "failed");
-                    tracing::error!(request_id = %r.request_id, attempts = attempt, error = %e, "usage write failed");
-                    return log_lost(r, "store_failed");
+                    tracing::error!(attempts = attempt, error = %e, "usage write failed");
+                    return None;
                 }
+            }
+        }
+    }
+
+    async fn settle_new(&self, records: Vec<Prepared>) {
+        let repeats: usize = records.iter().map(|p| p.repeats.len()).sum();
+        self.stats
+            .count(&self.stats.written, "ok", records.len() as u64);
+        self.stats
+            .count(&self.stats.duplicates, "duplicate", repeats as u64);
+        self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        let Some(verifier) = &self.verifier else {
+            return;
+        };
+        // One spend check per key, with what the batch added to it.
+        let mut added: BTreeMap<&str, u64> = BTreeMap::new();
+        for p in &records {
+            *added.entry(&p.key_id).or_default() += p.counts.cost_nanos;
+        }
+        for (key_id, cost_nanos) in added {
+            verifier.after_usage(key_id, cost_nanos).await;
+        }
+    }
+
+    fn settle_duplicates(&self, records: &[Prepared]) {
+        let count: usize = records.iter().map(|p| 1 + p.repeats.len()).sum();
+        self.stats
+            .count(&self.stats.duplicates, "duplicate", count as u64);
+    }
+
+    fn settle_lost(&self, records: &[Prepared]) {
+        for p in records {
+            self.stats
+                .count(&self.stats.failed, "failed", 1 + p.repeats.len() as u64);
+            log_lost(&p.record, "store_failed");
+            for repeat in &p.repeats {
+                log_lost(repeat, "store_failed");
             }
         }
     }
@@ -247,137 +384,26 @@ impl Writer {
                 {
                     Ok(Written::Duplicate)
                 }
+                Some(service) if is_refusal(service) => {
+                    tracing::warn!(error = %StoreError::backend(e), "the store refused a usage write");
+                    Ok(Written::Refused)
+                }
                 _ => Err(StoreError::backend(e)),
             },
         }
     }
-
-    fn transaction(&self, p: &Pending, key_id: &str) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let r = &p.record;
-        let time = rfc3339_millis(p.at);
-        let date = Date::of(p.at);
-        let (day, month) = (date.to_string(), date.month_label());
-        let tokens = Tokens::from_usage(&r.usage, r.cache_write_1h_tokens);
-        let cost = self.prices.cost(
-            &r.resolved_model,
-            &r.requested_model,
-            r.tier.as_deref(),
-            &tokens,
-        );
-        let priced = cost.is_some();
-        if !priced {
-            metrics::counter!("translator_usage_unpriced_total", "model" => r.resolved_model.clone()).increment(1);
-        }
-        let cost = cost.unwrap_or(0);
-        // The model calls of one PTC round share a request id: the call number keeps them apart.
-        let sk = match &r.ptc {
-            Some(ptc) => format!("{}#{}", request_sk(&time, &r.request_id), ptc.model_call),
-            None => request_sk(&time, &r.request_id),
-        };
-        let mut item = Item::from([
-            (PK.to_string(), s(usage_pk(key_id))),
-            (SK.to_string(), s(sk)),
-            ("type".into(), s("request")),
-            ("key_id".into(), s(key_id)),
-            ("request_id".into(), s(&r.request_id)),
-            ("time".into(), s(&time)),
-            ("day".into(), s(&day)),
-            ("requested_model".into(), s(&r.requested_model)),
-            ("resolved_model".into(), s(&r.resolved_model)),
-            ("api".into(), s(r.api)),
-            ("tier".into(), s(r.tier.as_deref().unwrap_or("default"))),
-            ("stream".into(), AttributeValue::Bool(r.stream)),
-            ("status".into(), s(r.outcome.label())),
-            ("input_tokens".into(), n(tokens.input)),
-            ("output_tokens".into(), n(tokens.output)),
-            ("cache_read_tokens".into(), n(tokens.cache_read)),
-            ("cache_write_5m_tokens".into(), n(tokens.cache_write_5m)),
-            ("cache_write_1h_tokens".into(), n(tokens.cache_write_1h)),
-            ("latency_ms".into(), n(r.latency.as_millis())),
-            ("cost_nanos".into(), n(cost)),
-            ("priced".into(), AttributeValue::Bool(priced)),
-        ]);
-        if let Some(ttft) = r.time_to_first_token {
-            item.insert("ttft_ms".into(), n(ttft.as_millis()));
-        }
-        if let Some(ptc) = &r.ptc {
-            item.insert("ptc_model_call".into(), n(ptc.model_call));
-            if let Some(container_id) = &ptc.container_id {
-                item.insert("container_id".into(), s(container_id));
-            }
-            if let Some(execution_id) = &ptc.execution_id {
-                item.insert("execution_id".into(), s(execution_id));
-            }
-        }
-        if let Some(retention) = self.settings.retention {
-            item.insert("expires_at".into(), n(unix_secs(p.at + retention)));
-        }
-        let table = &self.dynamo.tables.usage;
-        // A PTC round is one client request, whatever its number of model calls.
-        let requests = u64::from(r.ptc.as_ref().is_none_or(|ptc| ptc.model_call <= 1));
-        let put = Put::builder()
-            .table_name(table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(StoreError::backend)?;
-        let month_counter =
-            counter_update(table, usage_pk(key_id), month_sk(&month), &tokens, cost)
-                .update_expression(format!(
-                    "{COUNTERS} SET key_id = :key, #month = :month, updated_at = :now"
-                ))
-                .expression_attribute_names("#month", "month")
-                .expression_attribute_values(":key", s(key_id))
-                .expression_attribute_values(":month", s(&month))
-                .expression_attribute_values(":now", s(&time))
-                .expression_attribute_values(":one", n(requests))
-                .build()
-                .map_err(StoreError::backend)?;
-        let day_counter = counter_update(
-            table,
-            day_pk(&day),
-            day_sk(key_id, &r.requested_model),
-            &tokens,
-            cost,
-        )
-        .update_expression(format!(
-            "{COUNTERS} SET key_id = :key, model = :model, #day = :day"
-        ))
-        .expression_attribute_names("#day", "day")
-        .expression_attribute_values(":key", s(key_id))
-        .expression_attribute_values(":model", s(&r.requested_model))
-        .expression_attribute_values(":day", s(&day))
-        .expression_attribute_values(":one", n(requests))
-        .build()
-        .map_err(StoreError::backend)?;
-        Ok(vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().update(month_counter).build(),
-            TransactWriteItem::builder().update(day_counter).build(),
-        ])
-    }
 }
 
-const COUNTERS: &str = "ADD requests :one, input_tokens :in, output_tokens :out, cache_read_tokens :cr, cache_write_tokens :cw, cache_write_1h_tokens :cw1h, cost_nanos :cost";
-
-fn counter_update(
-    table: &str,
-    pk: String,
-    sk: String,
-    tokens: &Tokens,
-    cost: u64,
-) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
-    Update::builder()
-        .table_name(table)
-        .key(PK, s(pk))
-        .key(SK, s(sk))
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":in", n(tokens.input))
-        .expression_attribute_values(":out", n(tokens.output))
-        .expression_attribute_values(":cr", n(tokens.cache_read))
-        .expression_attribute_values(":cw", n(tokens.cache_write()))
-        .expression_attribute_values(":cw1h", n(tokens.cache_write_1h))
-        .expression_attribute_values(":cost", n(cost))
+/// A validation error, for the request or one of its actions: no retry can change the answer.
+fn is_refusal(error: &TransactWriteItemsError) -> bool {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    match error {
+        TransactWriteItemsError::TransactionCanceledException(c) => c
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ValidationError")),
+        other => other.code() == Some("ValidationException"),
+    }
 }
 
 #[cfg(test)]

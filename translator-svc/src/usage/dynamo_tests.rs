@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::*;
 use crate::keys::KeysConfig;
 use crate::keys::config::UsageSettings;
-use crate::keys::item::get_n;
+use crate::keys::item::{Item, get_n};
 use crate::keys::testing::{MASTER, harness, scan, settings, usage_record};
 use crate::usage::Outcome;
 
@@ -317,4 +317,185 @@ async fn the_model_calls_of_a_ptc_round_are_separate_records() {
     assert_eq!(spend.requests, 1);
     assert_eq!(spend.input_tokens, 600);
     assert_eq!(sink.stats().duplicates.load(Ordering::Relaxed), 1);
+}
+
+/// A batch that holds a record already stored among new ones: the transaction is refused as a
+/// whole, then its records are written one by one, so the new ones are all stored, the stored one
+/// is counted once as a duplicate, and the counters hold each request once.
+#[tokio::test]
+async fn a_batch_with_a_stored_record_among_new_ones_loses_nothing() {
+    let h = harness().await;
+    let (key, _) = h.create_key(settings("mixed")).await;
+    let sink = &h.wired.usage_sink;
+    sink.record(usage_record(&key.id, "req_a", 100, 1, Outcome::Ok));
+    sink.flush().await;
+    assert_eq!(sink.stats().transactions.load(Ordering::Relaxed), 1);
+
+    // Queued together (the test's runtime runs the writer only once it awaits): one batch.
+    sink.record(usage_record(&key.id, "req_b", 200, 2, Outcome::Ok));
+    sink.record(usage_record(&key.id, "req_a", 100, 1, Outcome::Ok));
+    sink.record(usage_record(&key.id, "req_c", 400, 4, Outcome::Ok));
+    sink.flush().await;
+
+    let stats = sink.stats();
+    assert_eq!(stats.written.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.duplicates.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
+    // The first record, then req_b and req_c on their own after the batch was refused.
+    assert_eq!(stats.transactions.load(Ordering::Relaxed), 3);
+    let items = scan(&h.wired.dynamo, &h.wired.dynamo.tables.usage).await;
+    let requests = requests_of(&items);
+    assert_eq!(requests.len(), 3);
+    let spend = h.wired.store.month_spend(&key.id, "2026-11").await.unwrap();
+    assert_eq!(
+        (spend.requests, spend.input_tokens, spend.output_tokens),
+        (3, 700, 7)
+    );
+    let day = items
+        .iter()
+        .find(|i| crate::keys::item::get_s(i, "pk").as_deref() == Some("day#2026-11-25"))
+        .expect("daily aggregate");
+    assert_eq!(get_n::<u64>(day, "input_tokens"), Some(700));
+    assert_eq!(get_n::<u64>(day, "requests"), Some(3));
+}
+
+/// Many records from many tasks on several threads, all in the same millisecond, over several
+/// keys and models and with repeats: every counter item equals the sum of its stored requests,
+/// and the writes went out in batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_equal_the_sum_of_the_stored_requests() {
+    let h = harness().await;
+    let mut keys = Vec::new();
+    for name in ["k1", "k2", "k3"] {
+        keys.push(h.create_key(settings(name)).await.0.id);
+    }
+    let sink = h.wired.usage_sink.clone();
+    let tasks: Vec<_> = (0..300u64)
+        .map(|i| {
+            let sink = sink.clone();
+            let key = keys[(i % 3) as usize].clone();
+            tokio::spawn(async move {
+                // Every tenth request is recorded twice.
+                for _ in 0..(1 + u64::from(i % 10 == 0)) {
+                    let mut r =
+                        usage_record(&key, &format!("req_{i:03}"), 10 + i, 1 + i % 7, Outcome::Ok);
+                    if i % 2 == 1 {
+                        r.requested_model = "claude-haiku-4-5".into();
+                    }
+                    sink.record(r);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    sink.flush().await;
+
+    let stats = sink.stats();
+    assert_eq!(stats.written.load(Ordering::Relaxed), 300);
+    assert_eq!(stats.duplicates.load(Ordering::Relaxed), 30);
+    let transactions = stats.transactions.load(Ordering::Relaxed);
+    assert!(
+        transactions < 300,
+        "{transactions} transactions for 300 records"
+    );
+
+    let items = scan(&h.wired.dynamo, &h.wired.dynamo.tables.usage).await;
+    let requests = requests_of(&items);
+    assert_eq!(requests.len(), 300);
+    let get_s = |i: &Item, name: &str| crate::keys::item::get_s(i, name).unwrap_or_default();
+    for key in &keys {
+        let of_key: Vec<&Item> = requests
+            .iter()
+            .copied()
+            .filter(|i| get_s(i, "key_id") == *key)
+            .collect();
+        let spend = h.wired.store.month_spend(key, "2026-11").await.unwrap();
+        assert_eq!(spend.requests, of_key.len() as u64);
+        assert_eq!(spend.input_tokens, sum(&of_key, "input_tokens"));
+        assert_eq!(spend.output_tokens, sum(&of_key, "output_tokens"));
+        assert_eq!(spend.cost_nanos, sum(&of_key, "cost_nanos"));
+        for model in ["claude-sonnet-4-5", "claude-haiku-4-5"] {
+            let of_model: Vec<&Item> = of_key
+                .iter()
+                .copied()
+                .filter(|i| get_s(i, "requested_model") == model)
+                .collect();
+            let day = items
+                .iter()
+                .find(|i| {
+                    get_s(i, "pk") == "day#2026-11-25"
+                        && get_s(i, "sk") == format!("key#{key}#model#{model}")
+                })
+                .expect("daily aggregate");
+            assert_eq!(get_n::<u64>(day, "requests"), Some(of_model.len() as u64));
+            assert_eq!(
+                get_n::<u64>(day, "input_tokens"),
+                Some(sum(&of_model, "input_tokens"))
+            );
+            assert_eq!(
+                get_n::<u64>(day, "cost_nanos"),
+                Some(sum(&of_model, "cost_nanos"))
+            );
+        }
+    }
+    let expected_input: u64 = (0..300).map(|i| 10 + i).sum();
+    assert_eq!(sum(&requests, "input_tokens"), expected_input);
+}
+
+/// A batch's write that keeps failing loses its records as a whole, each logged and counted,
+/// the repeat of one included.
+#[tokio::test]
+async fn a_batch_that_cannot_be_written_counts_every_record_lost() {
+    let dead = crate::keys::dynamo::local_client("us-east-1", "http://127.0.0.1:1");
+    let dynamo = Dynamo {
+        client: dead,
+        tables: crate::keys::tables::TableNames::with_prefix("x_"),
+    };
+    let settings = UsageSettings {
+        max_attempts: 2,
+        backoff_base: Duration::from_millis(1),
+        ..UsageSettings::default()
+    };
+    let clock = Arc::new(crate::keys::clock::ManualClock::at(
+        crate::keys::clock::Date::new(2026, 11, 25).unwrap(),
+    ));
+    let prices = Arc::new(PriceBook::new(Default::default()));
+    let sink = DynamoUsageSink::spawn(dynamo, prices, None, clock, settings);
+    for id in ["req_1", "req_2", "req_1"] {
+        sink.record(usage_record("key_x", id, 1, 1, Outcome::Ok));
+    }
+    sink.flush().await;
+    let stats = sink.stats();
+    assert_eq!(stats.failed.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.written.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.duplicates.load(Ordering::Relaxed), 0);
+    // One batch, retried once: one retry per record in it.
+    assert_eq!(stats.retries.load(Ordering::Relaxed), 2);
+}
+
+/// A record the store refuses (its item is over DynamoDB's 400 KB) fails the batch's
+/// transaction; the batch is then written record by record, so only that record is lost, at once
+/// (no retries of a request that cannot succeed).
+#[tokio::test]
+async fn a_refused_record_takes_no_other_record_with_it() {
+    let h = harness().await;
+    let (key, _) = h.create_key(settings("oversized")).await;
+    let sink = &h.wired.usage_sink;
+    let mut huge = usage_record(&key.id, "req_huge", 1, 1, Outcome::Ok);
+    huge.resolved_model = "m".repeat(500 * 1024);
+    sink.record(usage_record(&key.id, "req_1", 100, 1, Outcome::Ok));
+    sink.record(huge);
+    sink.record(usage_record(&key.id, "req_2", 200, 2, Outcome::Ok));
+    sink.flush().await;
+
+    let stats = sink.stats();
+    assert_eq!(stats.written.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.failed.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.retries.load(Ordering::Relaxed), 0);
+    let items = scan(&h.wired.dynamo, &h.wired.dynamo.tables.usage).await;
+    assert_eq!(requests_of(&items).len(), 2);
+    let spend = h.wired.store.month_spend(&key.id, "2026-11").await.unwrap();
+    assert_eq!((spend.requests, spend.input_tokens), (2, 300));
 }

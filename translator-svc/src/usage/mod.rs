@@ -1,6 +1,7 @@
 //! Usage metering: one record per request, handed to a sink behind a small trait. The sink must
 //! never block or fail the user's response; the DynamoDB sink (key store issue) plugs in here.
 
+mod batch;
 pub mod catalog;
 pub mod dynamo;
 

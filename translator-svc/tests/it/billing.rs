@@ -2,105 +2,38 @@
 //! embedded usage store, read back through the admin usage API. The tier recorded and priced is
 //! the one Bedrock reports running the call at, and cache writes are priced per TTL.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use fake_bedrock::{FakeBedrock, Scenario, Usage};
+use fake_bedrock::{Scenario, Usage};
 use serde_json::{Value, json};
-use translator_svc::app;
-use translator_svc::bedrock::{self, BedrockSettings};
-use translator_svc::config::Config;
 
-const SECRET: &str = "test-internal-secret-0123456789";
-const MASTER: &str = "sk-gw-billing-test-master-key";
+use crate::support::Service;
+
 /// claude-sonnet-4-5 list prices, USD per million tokens.
 const INPUT_USD: f64 = 3.0;
 const OUTPUT_USD: f64 = 15.0;
 
-struct Harness {
-    fake: FakeBedrock,
-    service: app::Running,
-    http: reqwest::Client,
+async fn start(claude_api: &str) -> Service {
+    Service::start(&[("CLAUDE_API", claude_api)]).await
 }
 
-async fn start(claude_api: &str) -> Harness {
-    let fake = FakeBedrock::start().await.unwrap();
-    let env: HashMap<&str, &str> = HashMap::from([
-        ("GATEWAY_INTERNAL_SECRET", SECRET),
-        ("TRANSLATOR_LISTEN", "127.0.0.1:0"),
-        ("LOG_FORMAT", "text"),
-        ("KEY_STORE", "memory"),
-        ("MASTER_API_KEY", MASTER),
-        ("CLAUDE_API", claude_api),
-    ]);
-    let config = Config::from_source(&env).unwrap();
-    let mut settings = BedrockSettings::new("us-east-1".to_string());
-    settings.endpoint_url = Some(fake.url());
-    settings.read_timeout = config.upstream_idle_timeout;
-    let client = bedrock::connect_with_credentials(&settings, Credentials::for_tests()).unwrap();
-    let service = app::spawn(config, client).await.unwrap();
-    Harness {
-        fake,
-        service,
-        http: reqwest::Client::new(),
+/// Sends one request as the gateway would for a key on `tier`; returns its request id once the
+/// whole body was read.
+async fn send(h: &Service, tier: Option<&str>, request: &Value) -> String {
+    let mut builder = h.post("/v1/messages", request);
+    if let Some(tier) = tier {
+        builder = builder.header("x-gw-tier", tier);
     }
-}
-
-impl Harness {
-    /// Sends one request as the gateway would for a key on `tier`; returns its request id once
-    /// the whole body was read.
-    async fn send(&self, tier: Option<&str>, request: &Value) -> String {
-        let mut builder = self
-            .http
-            .post(format!("{}/v1/messages", self.service.url()))
-            .header("x-gw-internal-secret", SECRET)
-            .json(request);
-        if let Some(tier) = tier {
-            builder = builder.header("x-gw-tier", tier);
-        }
-        let response = builder.send().await.unwrap();
-        let status = response.status();
-        let id = response.headers()["request-id"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let body = response.text().await.unwrap();
-        assert_eq!(status, 200, "{body}");
-        assert!(!body.contains("event: error"), "{body}");
-        id
-    }
-
-    /// The usage record of one request, from the admin API (records are written asynchronously).
-    async fn record(&self, request_id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let page: Value = self
-                .http
-                .get(format!(
-                    "{}/admin/v1/keys/anonymous/requests",
-                    self.service.url()
-                ))
-                .header("x-api-key", MASTER)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let found = page["data"]
-                .as_array()
-                .and_then(|rows| rows.iter().find(|r| r["request_id"] == request_id));
-            if let Some(row) = found {
-                return row.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no usage record for {request_id}: {page}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    let response = builder.send().await.unwrap();
+    let status = response.status();
+    let id = response.headers()["request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("event: error"), "{body}");
+    id
 }
 
 fn request(stream: bool) -> Value {
@@ -148,14 +81,14 @@ async fn served_tier_is_billed(claude_api: &str) {
     let h = start(claude_api).await;
     for stream in [false, true] {
         h.fake.enqueue(scenario(Some("default"), plain_usage()));
-        let overflowed = h.send(Some("priority"), &request(stream)).await;
+        let overflowed = send(&h, Some("priority"), &request(stream)).await;
         h.fake.enqueue(scenario(None, plain_usage()));
-        let honoured = h.send(Some("priority"), &request(stream)).await;
+        let honoured = send(&h, Some("priority"), &request(stream)).await;
 
-        let record = h.record(&overflowed).await;
+        let record = h.usage_record(&overflowed).await;
         assert_eq!(record["tier"], "default", "stream={stream}: {record}");
         assert_cost(&record, usd(1000, 100, 0, 0, 1.0));
-        let record = h.record(&honoured).await;
+        let record = h.usage_record(&honoured).await;
         assert_eq!(record["tier"], "priority", "stream={stream}: {record}");
         assert_cost(&record, usd(1000, 100, 0, 0, 1.75));
     }
@@ -195,8 +128,8 @@ async fn cache_writes_are_priced_per_ttl(claude_api: &str) {
     };
     for stream in [false, true] {
         h.fake.enqueue(scenario(None, split.clone()));
-        let id = h.send(None, &request(stream)).await;
-        let record = h.record(&id).await;
+        let id = send(&h, None, &request(stream)).await;
+        let record = h.usage_record(&id).await;
         assert_eq!(
             (
                 record["cache_write_5m_tokens"].as_u64(),
@@ -223,27 +156,18 @@ async fn cache_writes_are_priced_per_ttl(claude_api: &str) {
                "messages": [{"role": "user", "content": "hi"}]})
     };
     h.fake.enqueue(scenario(None, unsplit.clone()));
-    let one_hour = h.send(None, &marked(Some("1h"))).await;
+    let one_hour = send(&h, None, &marked(Some("1h"))).await;
     h.fake.enqueue(scenario(None, unsplit));
-    let default_ttl = h.send(None, &marked(None)).await;
-    let record = h.record(&one_hour).await;
+    let default_ttl = send(&h, None, &marked(None)).await;
+    let record = h.usage_record(&one_hour).await;
     assert_eq!(record["cache_write_1h_tokens"], 1000, "{record}");
     assert_cost(&record, usd(0, 0, 0, 1000, 1.0));
-    let record = h.record(&default_ttl).await;
+    let record = h.usage_record(&default_ttl).await;
     assert_eq!(record["cache_write_5m_tokens"], 1000, "{record}");
     assert_cost(&record, usd(0, 0, 1000, 0, 1.0));
 
     // The usage summary carries the 1-hour share next to the total.
-    let summary: Value = h
-        .http
-        .get(format!("{}/admin/v1/usage?group_by=model", h.service.url()))
-        .header("x-api-key", MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary = h.admin_get("/admin/v1/usage?group_by=model").await;
     let totals = &summary["totals"];
     assert_eq!(totals["cache_write_tokens"], 4000, "{summary}");
     assert_eq!(
@@ -281,14 +205,7 @@ async fn a_dropped_converse_stream_records_what_was_consumed() {
         }),
         ..Scenario::text(piece.repeat(20))
     });
-    let mut response = h
-        .http
-        .post(format!("{}/v1/messages", h.service.url()))
-        .header("x-gw-internal-secret", SECRET)
-        .json(&request(true))
-        .send()
-        .await
-        .unwrap();
+    let mut response = h.post("/v1/messages", &request(true)).send().await.unwrap();
     let id = response.headers()["request-id"]
         .to_str()
         .unwrap()
@@ -303,7 +220,7 @@ async fn a_dropped_converse_stream_records_what_was_consumed() {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     drop(response);
-    let record = h.record(&id).await;
+    let record = h.usage_record(&id).await;
     assert_eq!(record["status"], "client_disconnected", "{record}");
     // "hi" is 1 token by the local estimate; 5 deltas of 16 characters are 20.
     assert_eq!(record["input_tokens"], 1, "{record}");

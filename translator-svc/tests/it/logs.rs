@@ -2,14 +2,13 @@
 //! line of a request (streamed bodies and the usage line included) carrying the request id the
 //! client saw in `request-id`, and never a key, a prompt or a credential.
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fake_bedrock::FakeBedrock;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::support::Binary;
 
 const SECRET: &str = "logs-test-internal-secret-0123456789";
 const MASTER: &str = "sk-gw-logs-test-master-key-MARKERmaster";
@@ -17,111 +16,50 @@ const CLIENT_KEY: &str = "sk-gw-logs-test-client-key-MARKERclient";
 const AWS_SECRET: &str = "MARKERawsSecretAccessKey0123456789abcdef";
 const PROMPT: &str = "MARKERprompt the unique words never logged";
 
-struct Service {
-    child: Child,
-    url: String,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-async fn spawn(extra: &[(&str, &str)]) -> (Service, FakeBedrock) {
+/// The binary with JSON logs at debug level and marked secrets, to find any that leaks.
+async fn spawn() -> (Binary, FakeBedrock) {
     let fake = FakeBedrock::start().await.unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_translator-svc"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GATEWAY_INTERNAL_SECRET", SECRET)
-        .env("TRANSLATOR_LISTEN", "127.0.0.1:0")
-        .env("KEY_STORE", "memory")
-        .env("MASTER_API_KEY", MASTER)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "AKIAMARKERLOGSTEST01")
-        .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.url())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("LOG_FORMAT", "json")
-        // Debug, to catch a leak wherever it hides; minus the connection-level chatter of the
-        // HTTP libraries and the embedded DynamoDB's own server (DynamoDB's logs in production).
-        .env(
-            "LOG_LEVEL",
-            "debug,h2=info,hyper=info,hyper_util=info,dynoxide=info",
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (name, value) in extra {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let sink = lines.clone();
-    tokio::spawn(async move {
-        let mut addr_tx = Some(addr_tx);
-        let mut reader = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            if let Ok(parsed) = serde_json::from_str::<Value>(&line)
-                && let Some(addr) = parsed["addr"].as_str()
-                && let Some(tx) = addr_tx.take()
-            {
-                let _ = tx.send(addr.to_string());
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx)
-        .await
-        .expect("translator-svc did not report its address")
-        .unwrap();
-    let service = Service {
-        child,
-        url: format!("http://{addr}"),
-        lines,
-    };
+    let path = std::env::var("PATH").unwrap_or_default();
+    let service = Binary::spawn(
+        &fake,
+        &[
+            ("PATH", &path),
+            ("GATEWAY_INTERNAL_SECRET", SECRET),
+            ("MASTER_API_KEY", MASTER),
+            ("AWS_ACCESS_KEY_ID", "AKIAMARKERLOGSTEST01"),
+            ("AWS_SECRET_ACCESS_KEY", AWS_SECRET),
+            // Debug, to catch a leak wherever it hides; minus the connection-level chatter of
+            // the HTTP libraries and the embedded DynamoDB's own server (DynamoDB's logs in
+            // production).
+            (
+                "LOG_LEVEL",
+                "debug,h2=info,hyper=info,hyper_util=info,dynoxide=info",
+            ),
+        ],
+    )
+    .await;
     (service, fake)
 }
 
-impl Service {
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Lines logged since `from`, once the usage line of `request_id` is among them.
-    async fn lines_until_usage(&self, from: usize, request_id: &str) -> Vec<Value> {
-        for _ in 0..200 {
-            let parsed: Vec<Value> = self.lines()[from..]
-                .iter()
-                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-                .collect();
-            if parsed
-                .iter()
-                .any(|l| l["message"] == "usage" && l["request_id"] == request_id)
-            {
-                return parsed;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+/// Lines logged since `from`, once the usage line of `request_id` is among them.
+async fn lines_until_usage(service: &Binary, from: usize, request_id: &str) -> Vec<Value> {
+    for _ in 0..200 {
+        let parsed: Vec<Value> = service.lines()[from..]
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .collect();
+        if parsed
+            .iter()
+            .any(|l| l["message"] == "usage" && l["request_id"] == request_id)
+        {
+            return parsed;
         }
-        panic!(
-            "no usage line for {request_id}: {:#?}",
-            &self.lines()[from..]
-        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-
-    async fn stop(mut self) -> Vec<String> {
-        let pid = self.child.id().unwrap();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("translator-svc did not stop on SIGTERM")
-            .unwrap();
-        assert!(status.success(), "{status}");
-        // Let the reader take the last lines.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        self.lines()
-    }
+    panic!(
+        "no usage line for {request_id}: {:#?}",
+        &service.lines()[from..]
+    );
 }
 
 fn body(model: &str, stream: bool) -> Value {
@@ -136,7 +74,7 @@ fn body(model: &str, stream: bool) -> Value {
 
 #[tokio::test]
 async fn every_line_of_a_request_carries_its_request_id_and_nothing_secret() {
-    let (service, _fake) = spawn(&[]).await;
+    let (service, _fake) = spawn().await;
     let http = reqwest::Client::new();
     let cases = [
         ("claude-sonnet-4-5", false, true),
@@ -177,7 +115,7 @@ async fn every_line_of_a_request_carries_its_request_id_and_nothing_secret() {
         }
         assert!(!response.text().await.unwrap().is_empty());
 
-        let lines = service.lines_until_usage(from, &request_id).await;
+        let lines = lines_until_usage(&service, from, &request_id).await;
         let own: Vec<&Value> = lines
             .iter()
             .filter(|l| l["request_id"] == request_id.as_str())

@@ -10,10 +10,13 @@
     clippy::print_stderr
 )]
 
+mod support;
+
 mod billing;
 mod gatewayctl;
 mod logs;
 mod metrics;
 mod otel;
 mod ptc;
+mod ptc_billing;
 mod service;

@@ -7,100 +7,41 @@
 #[path = "../../../tests/observability/catalogue.rs"]
 mod catalogue;
 
-use std::collections::HashMap;
-
-use aws_credential_types::Credentials;
-use fake_bedrock::{FakeBedrock, Scenario};
+use fake_bedrock::Scenario;
 use gateway_proto::auth::v1::CheckRequest;
 use gateway_proto::auth::v1::auth_client::AuthClient;
+use reqwest::Method;
 use serde_json::{Value, json};
-use translator_svc::app;
-use translator_svc::bedrock::{self, BedrockSettings};
-use translator_svc::config::Config;
 
-const SECRET: &str = "test-internal-secret-0123456789";
-const MASTER: &str = "sk-gw-metrics-test-master-key";
+use crate::support::Service;
+
 const MODEL: &str = "claude-3-5-haiku-latest";
 
-struct Harness {
-    fake: FakeBedrock,
-    service: app::Running,
-    http: reqwest::Client,
+/// The status of a POST with a raw body (it may be invalid JSON), read to the end: a stream's
+/// usage is recorded when it finishes.
+async fn post(h: &Service, path: &str, body: String, key_id: Option<&str>) -> u16 {
+    let mut request = h
+        .request(Method::POST, path)
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(key_id) = key_id {
+        request = request.header("x-gw-key-id", key_id);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    response.bytes().await.unwrap();
+    status
 }
 
-async fn start() -> Harness {
-    let fake = FakeBedrock::start().await.unwrap();
-    let env: HashMap<&str, &str> = HashMap::from([
-        ("GATEWAY_INTERNAL_SECRET", SECRET),
-        ("TRANSLATOR_LISTEN", "127.0.0.1:0"),
-        ("LOG_FORMAT", "text"),
-        ("KEY_STORE", "memory"),
-        ("MASTER_API_KEY", MASTER),
-    ]);
-    let config = Config::from_source(&env).unwrap();
-    let mut settings = BedrockSettings::new("us-east-1".to_string());
-    settings.endpoint_url = Some(fake.url());
-    let client = bedrock::connect_with_credentials(&settings, Credentials::for_tests()).unwrap();
-    let service = app::spawn(config, client).await.unwrap();
-    Harness {
-        fake,
-        service,
-        http: reqwest::Client::new(),
-    }
+async fn get(h: &Service, path: &str) -> (u16, String) {
+    let response = h.request(Method::GET, path).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
 }
 
-impl Harness {
-    async fn post(&self, path: &str, body: String, key_id: Option<&str>) -> u16 {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.service.url()))
-            .header("x-gw-internal-secret", SECRET)
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(key_id) = key_id {
-            request = request.header("x-gw-key-id", key_id);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        // Read to the end: a stream's usage is recorded when it finishes.
-        response.bytes().await.unwrap();
-        status
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.service.url()))
-            .header("x-gw-internal-secret", SECRET)
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    }
-
-    async fn metrics(&self) -> String {
-        let (status, text) = self.get("/metrics").await;
-        assert_eq!(status, 200);
-        text
-    }
-
-    async fn create_key(&self) -> (String, String) {
-        let created: Value = self
-            .http
-            .post(format!("{}/admin/v1/keys", self.service.url()))
-            .header("x-api-key", MASTER)
-            .json(&json!({"name": "metrics"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (
-            created["key"]["id"].as_str().unwrap().to_string(),
-            created["secret"].as_str().unwrap().to_string(),
-        )
-    }
+async fn exposition(h: &Service) -> String {
+    let (status, text) = get(h, "/metrics").await;
+    assert_eq!(status, 200);
+    text
 }
 
 fn messages(extra: Value) -> String {
@@ -113,8 +54,8 @@ fn messages(extra: Value) -> String {
 
 #[tokio::test]
 async fn every_catalogued_metric_is_exposed_and_counts_what_happened() {
-    let h = start().await;
-    let before = h.metrics().await;
+    let h = Service::start(&[]).await;
+    let before = exposition(&h).await;
     let count = |text: &str, name: &str, having: &[(&str, &str)]| {
         catalogue::value(text, name, having) - catalogue::value(&before, name, having)
     };
@@ -122,12 +63,12 @@ async fn every_catalogued_metric_is_exposed_and_counts_what_happened() {
     // A streamed answer, a Bedrock throttle, two requests refused before a model is known.
     h.fake.enqueue(Scenario::text("hello there"));
     assert_eq!(
-        h.post("/v1/messages", messages(json!({"stream": true})), None)
-            .await,
+        post(&h, "/v1/messages", messages(json!({"stream": true})), None).await,
         200
     );
     assert_eq!(
-        h.post(
+        post(
+            &h,
             "/v1/messages",
             messages(json!({"messages": [{"role": "user", "content": "hi [[fake:throttle]]"}]})),
             None
@@ -136,11 +77,19 @@ async fn every_catalogued_metric_is_exposed_and_counts_what_happened() {
         429
     );
     assert_eq!(
-        h.post("/v1/messages", json!({"max_tokens": 5}).to_string(), None)
-            .await,
+        post(
+            &h,
+            "/v1/messages",
+            json!({"max_tokens": 5}).to_string(),
+            None
+        )
+        .await,
         400
     );
-    assert_eq!(h.post("/v1/messages", "{not json".into(), None).await, 400);
+    assert_eq!(
+        post(&h, "/v1/messages", "{not json".into(), None).await,
+        400
+    );
     // count_tokens through Bedrock, the model list, a path that does not exist.
     h.fake.enqueue(Scenario {
         count_tokens: Some(42),
@@ -148,17 +97,22 @@ async fn every_catalogued_metric_is_exposed_and_counts_what_happened() {
     });
     let count_body = json!({"model": MODEL, "messages": [{"role": "user", "content": "count"}]});
     assert_eq!(
-        h.post("/v1/messages/count_tokens", count_body.to_string(), None)
-            .await,
+        post(
+            &h,
+            "/v1/messages/count_tokens",
+            count_body.to_string(),
+            None
+        )
+        .await,
         200
     );
-    assert_eq!(h.get("/v1/models").await.0, 200);
-    assert_eq!(h.get("/no/such/path").await.0, 404);
+    assert_eq!(get(&h, "/v1/models").await.0, 200);
+    assert_eq!(get(&h, "/no/such/path").await.0, 404);
 
     // Auth/Check twice with one key (a miss, then a hit), once with an unknown key; then two
     // requests carrying the key id (its policy is looked up in the cache).
-    let (key_id, secret) = h.create_key().await;
-    let mut auth = AuthClient::connect(h.service.url()).await.unwrap();
+    let (key_id, secret) = h.create_key(&json!({"name": "metrics"})).await;
+    let mut auth = AuthClient::connect(h.running.url()).await.unwrap();
     // Well-formed but unknown: the same shape with another last character.
     let last = if secret.ends_with('a') { "b" } else { "a" };
     let unknown = format!("{}{last}", &secret[..secret.len() - 1]);
@@ -174,13 +128,12 @@ async fn every_catalogued_metric_is_exposed_and_counts_what_happened() {
     for _ in 0..2 {
         h.fake.enqueue(Scenario::text("ok"));
         assert_eq!(
-            h.post("/v1/messages", messages(json!({})), Some(&key_id))
-                .await,
+            post(&h, "/v1/messages", messages(json!({})), Some(&key_id)).await,
             200
         );
     }
 
-    let after = h.metrics().await;
+    let after = exposition(&h).await;
     let problems = catalogue::problems("translator-svc", &after);
     assert!(problems.is_empty(), "{problems:#?}\n{after}");
 

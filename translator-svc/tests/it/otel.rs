@@ -3,9 +3,7 @@
 //! The request's spans continue the caller's W3C trace and carry the gateway request id; the
 //! spans still queued at shutdown are flushed.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,9 +16,9 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
 use serde_json::json;
-use tokio::process::Command;
 
-const SECRET: &str = "otel-test-internal-secret-0123456789";
+use crate::support::{Binary, SECRET};
+
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
 const REQUEST_ID: &str = "req_OtelTest0123456789abcdEF";
@@ -60,46 +58,17 @@ fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
 async fn spans_continue_the_callers_trace_and_carry_the_request_id() {
     let fake = FakeBedrock::start().await.unwrap();
     let (endpoint, received) = collector().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_translator-svc"))
-        .env_clear()
-        .env("GATEWAY_INTERNAL_SECRET", SECRET)
-        .env("TRANSLATOR_LISTEN", "127.0.0.1:0")
-        .env("KEY_STORE", "memory")
-        .env("MASTER_API_KEY", "sk-gw-otel-test-master-key")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "AKIAOTELTEST00000001")
-        .env("AWS_SECRET_ACCESS_KEY", "otel-test-secret")
-        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.url())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("LOG_FORMAT", "json")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("OTEL_SERVICE_NAME", "translator-otel-test")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // The first line that names an address is the listening line.
-    let stderr = child.stderr.take().unwrap();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async move {
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if let Some(addr) = parsed["addr"].as_str() {
-                let addr = addr.to_string();
-                // Keep draining so the service never blocks on a full pipe.
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                return addr;
-            }
-        }
-        panic!("translator-svc exited before listening");
-    })
-    .await
-    .unwrap();
+    let service = Binary::spawn(
+        &fake,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_SERVICE_NAME", "translator-otel-test"),
+        ],
+    )
+    .await;
 
     let response = reqwest::Client::new()
-        .post(format!("http://{addr}/v1/messages"))
+        .post(format!("{}/v1/messages", service.url))
         .header("x-gw-internal-secret", SECRET)
         .header("x-gw-request-id", REQUEST_ID)
         .header("traceparent", format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01"))
@@ -117,21 +86,13 @@ async fn spans_continue_the_callers_trace_and_carry_the_request_id() {
     response.text().await.unwrap();
 
     // Probes come every few seconds: they are not traced.
-    let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+    let health = reqwest::get(format!("{}/health", service.url))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 
     // Spans are batched; the ones still queued must be flushed when the service stops.
-    let pid = child.id().unwrap().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status}");
+    service.stop().await;
 
     let exports = received.lock().unwrap().clone();
     let service_names: Vec<String> = exports

@@ -4,115 +4,29 @@
 //! fail when `CI=true`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aws_credential_types::Credentials;
 use fake_bedrock::{ContentBlock, FakeBedrock, Scenario, StreamErrorSpec};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use translator_svc::app;
-use translator_svc::bedrock::{self, BedrockSettings};
-use translator_svc::config::Config;
 
-const SECRET: &str = "test-internal-secret-0123456789";
+use crate::support::{PtcSvc, Service};
+
 const BETA: &str = "advanced-tool-use-2025-11-20";
 
-/// The ptc-svc binary as a child process, killed (by its own id) on drop.
-struct PtcSvc {
-    child: Child,
-    endpoint: String,
-    /// `ptc.replica` label of its containers.
-    replica: String,
-}
-
-impl Drop for PtcSvc {
-    /// SIGTERM first: ptc-svc drains and removes its containers; SIGKILL only if it hangs.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..300 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn skip_or_fail(reason: &str) -> Option<PtcSvc> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("PTC integration test cannot run: {reason}");
-    }
-    eprintln!("skipping PTC integration test: {reason}");
-    None
-}
-
-fn ptc_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("PTC_SVC_BIN") {
-        return PathBuf::from(path);
-    }
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    target.join("debug/ptc-svc")
-}
-
-async fn start_ptc(extra: &[(&str, &str)]) -> Option<PtcSvc> {
-    let docker = std::env::var("DOCKER_HOST").is_ok()
-        || std::path::Path::new("/var/run/docker.sock").exists();
-    if !docker {
-        return skip_or_fail("no Docker engine (DOCKER_HOST or /var/run/docker.sock)");
-    }
-    let binary = ptc_binary();
-    if !binary.exists() {
-        return skip_or_fail(&format!(
-            "{} missing: cargo build -p ptc-svc",
-            binary.display()
-        ));
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let replica = format!("ptc-test-{}-{port}", std::process::id());
-    let child = Command::new(binary)
-        .env("PTC_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PTC_REPLICA_ID", &replica)
-        .env("LOG_FORMAT", "text")
-        .envs(extra.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let svc = PtcSvc {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-        replica,
-    };
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Some(svc);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("ptc-svc did not start listening");
-}
-
+/// translator-svc in-process with its PTC endpoint on a ptc-svc binary of its own.
 struct Harness {
-    fake: FakeBedrock,
-    service: app::Running,
-    http: reqwest::Client,
+    service: Service,
     ptc: PtcSvc,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        &self.service
+    }
 }
 
 async fn start() -> Option<Harness> {
@@ -121,41 +35,28 @@ async fn start() -> Option<Harness> {
 
 /// With extra translator-svc and ptc-svc settings.
 async fn start_with(translator: &[(&str, &str)], ptc_env: &[(&str, &str)]) -> Option<Harness> {
-    let ptc = start_ptc(ptc_env).await?;
-    let fake = FakeBedrock::start().await.unwrap();
-    let mut env: HashMap<&str, &str> = HashMap::from([
-        ("GATEWAY_INTERNAL_SECRET", SECRET),
-        ("TRANSLATOR_LISTEN", "127.0.0.1:0"),
-        ("LOG_FORMAT", "text"),
-        ("KEY_STORE", "memory"),
-        ("PTC_ENDPOINT", ptc.endpoint.as_str()),
-    ]);
-    env.extend(translator.iter().copied());
-    let config = Config::from_source(&env).unwrap();
-    let mut settings = BedrockSettings::new("us-east-1".to_string());
-    settings.endpoint_url = Some(fake.url());
-    let client = bedrock::connect_with_credentials(&settings, Credentials::for_tests()).unwrap();
-    let service = app::spawn(config, client).await.unwrap();
-    Some(Harness {
-        fake,
-        service,
-        http: reqwest::Client::new(),
-        ptc,
-    })
+    let ptc = PtcSvc::start(ptc_env).await?;
+    let mut env = vec![("PTC_ENDPOINT", ptc.endpoint.as_str())];
+    env.extend_from_slice(translator);
+    let service = Service::start(&env).await;
+    Some(Harness { service, ptc })
 }
 
 impl Harness {
+    /// A `/v1/messages` request with the PTC beta.
+    fn post_round(&self, body: &Value) -> reqwest::RequestBuilder {
+        self.post("/v1/messages", body)
+            .header("anthropic-beta", BETA)
+    }
+
     /// Sends a round; streaming rounds are folded back into the message they describe.
     async fn round(&self, body: &Value) -> (u16, Value) {
         let response = self
-            .http
-            .post(format!("{}/v1/messages", self.service.url()))
-            .header("x-gw-internal-secret", SECRET)
+            .post("/v1/messages", body)
             .header(
                 "anthropic-beta",
                 format!("fine-grained-tool-streaming-2025-05-14,{BETA}"),
             )
-            .json(body)
             .send()
             .await
             .unwrap();
@@ -169,58 +70,10 @@ impl Harness {
             serde_json::from_str(&text).unwrap_or(json!({"raw": text})),
         )
     }
-}
 
-impl Harness {
-    /// A streaming request over HTTP/2, read to its end: the SSE text and the trailers (where
-    /// the tokens to charge travel, `x-gw-usage-tokens`).
-    async fn stream_with_trailers(&self, body: &Value) -> (String, http::HeaderMap) {
-        use http_body_util::{BodyExt, Full};
-        let tcp = tokio::net::TcpStream::connect(self.service.addr)
-            .await
-            .unwrap();
-        let (mut sender, connection) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(connection);
-        let request = http::Request::post(format!("{}/v1/messages", self.service.url()))
-            .header("x-gw-internal-secret", SECRET)
-            .header("anthropic-beta", BETA)
-            .header("content-type", "application/json")
-            .body(Full::new(bytes::Bytes::from(body.to_string())))
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        assert_eq!(response.status(), 200);
-        let collected = response.into_body().collect().await.unwrap();
-        let trailers = collected.trailers().cloned().unwrap();
-        let text = String::from_utf8(collected.to_bytes().to_vec()).unwrap();
-        (text, trailers)
-    }
-}
-
-/// One SSE event as the client received it, with its arrival time.
-#[derive(Debug, Clone)]
-struct Received {
-    at: Instant,
-    event: String,
-    data: Value,
-}
-
-impl Harness {
     /// Sends a streaming round and reads its events as they arrive.
     async fn stream(&self, body: &Value) -> (u16, Vec<Received>) {
-        let response = self
-            .http
-            .post(format!("{}/v1/messages", self.service.url()))
-            .header("x-gw-internal-secret", SECRET)
-            .header("anthropic-beta", BETA)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
+        let response = self.post_round(body).send().await.unwrap();
         let status = response.status().as_u16();
         let mut events = Vec::new();
         let mut buffer = String::new();
@@ -246,6 +99,14 @@ impl Harness {
         }
         (status, events)
     }
+}
+
+/// One SSE event as the client received it, with its arrival time.
+#[derive(Debug, Clone)]
+struct Received {
+    at: Instant,
+    event: String,
+    data: Value,
 }
 
 /// Event names, pings left out, block events tagged with their block type, runs of deltas as
@@ -399,17 +260,9 @@ async fn conversation(stream: bool) {
     let Some(h) = start().await else { return };
     h.fake.enqueue(code_turn("toolu_bdrk_01Code", CODE));
     let mut messages = vec![json!({"role": "user", "content": "Sum the items."})];
-    let request = |messages: &Vec<Value>, container: Option<&Value>| {
-        let mut r = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": stream,
-            "tools": tools(), "messages": messages});
-        if let Some(c) = container {
-            r["container"] = c.clone();
-        }
-        r
-    };
 
     // Round 1: the model calls the code tool; the code pauses on one call (shape B).
-    let (status, b) = h.round(&request(&messages, None)).await;
+    let (status, b) = h.round(&round_body(&messages, None, stream)).await;
     assert_eq!(status, 200, "{b}");
     assert_eq!(b["stop_reason"], "tool_use");
     let kinds: Vec<&str> = b["content"]
@@ -437,7 +290,9 @@ async fn conversation(stream: bool) {
     messages.push(json!({"role": "assistant", "content": b["content"]}));
     messages.push(json!({"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": calls[0]["id"], "content": "A"}]}));
-    let (status, c) = h.round(&request(&messages, Some(&container))).await;
+    let (status, c) = h
+        .round(&round_body(&messages, Some(&container), stream))
+        .await;
     assert_eq!(status, 200, "{c}");
     assert_eq!(
         h.fake.requests().len(),
@@ -460,7 +315,9 @@ async fn conversation(stream: bool) {
         {"type": "tool_result", "tool_use_id": batch[1]["id"], "is_error": true,
          "content": [{"type": "text", "text": "no such"}, {"type": "text", "text": "item"}]},
         {"type": "tool_result", "tool_use_id": batch[0]["id"], "content": "B"}]}));
-    let (status, d) = h.round(&request(&messages, Some(&container))).await;
+    let (status, d) = h
+        .round(&round_body(&messages, Some(&container), stream))
+        .await;
     assert_eq!(status, 200, "{d}");
     assert_eq!(d["stop_reason"], "end_turn", "{d}");
     assert_eq!(d["content"][0]["type"], "code_execution_tool_result");
@@ -494,7 +351,9 @@ async fn conversation(stream: bool) {
 
     // A retried round 3 gets the stored response; results are not delivered twice.
     if !stream {
-        let (status, again) = h.round(&request(&messages, Some(&container))).await;
+        let (status, again) = h
+            .round(&round_body(&messages, Some(&container), stream))
+            .await;
         assert_eq!(status, 200, "{again}");
         assert_eq!(again, d);
     }
@@ -507,7 +366,7 @@ async fn conversation(stream: bool) {
     h.fake.enqueue(final_turn("It says kept."));
     let fresh = vec![json!({"role": "user", "content": "Read the note."})];
     let (status, r) = h
-        .round(&request(&fresh, Some(&json!({"id": container}))))
+        .round(&round_body(&fresh, Some(&json!({"id": container})), stream))
         .await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["container"]["id"], container, "{r}");
@@ -545,20 +404,16 @@ async fn continuation_without_container_and_disabled_gateway_are_400() {
     let (status, e) = h.round(&foreign).await;
     assert_eq!(status, 404, "{e}");
     assert_eq!(e["error"]["type"], "not_found_error");
-    let health = h
-        .http
-        .get(format!("{}/health/ptc", h.service.url()))
-        .send()
-        .await
-        .unwrap();
+    let health = h.http.get(h.url("/health/ptc")).send().await.unwrap();
     let code = health.status().as_u16();
     let health: Value = health.json().await.unwrap();
     assert_eq!(code, 200, "{health}");
     assert_eq!(health["status"], "healthy");
 }
 
-fn streaming_request(messages: &[Value], container: Option<&Value>) -> Value {
-    let mut r = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": true,
+/// A round of a conversation with the code tool, continuing in `container` when given.
+fn round_body(messages: &[Value], container: Option<&Value>, stream: bool) -> Value {
+    let mut r = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": stream,
         "tools": tools(), "messages": messages});
     if let Some(c) = container {
         r["container"] = c.clone();
@@ -580,7 +435,7 @@ async fn streaming_round_is_live_and_pings_while_code_runs() {
     ));
     h.fake.enqueue(final_turn("It slept."));
     let messages = [json!({"role": "user", "content": "Sleep a bit."})];
-    let (status, events) = h.stream(&streaming_request(&messages, None)).await;
+    let (status, events) = h.stream(&round_body(&messages, None, true)).await;
     assert_eq!(status, 200);
     let text = sse_text(&events);
     assert_eq!(
@@ -672,7 +527,7 @@ async fn failure_after_commit_is_an_error_event() {
         "print(await get_item(item_id='a'))",
     ));
     let mut messages = vec![json!({"role": "user", "content": "Read a."})];
-    let (status, events) = h.stream(&streaming_request(&messages, None)).await;
+    let (status, events) = h.stream(&round_body(&messages, None, true)).await;
     assert_eq!(status, 200);
     let b = fold_sse(&sse_text(&events));
     let call = sandbox_calls(&b)[0].clone();
@@ -694,7 +549,7 @@ async fn failure_after_commit_is_an_error_event() {
     messages.push(json!({"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": call["id"], "content": "A"}]}));
     let (status, events) = h
-        .stream(&streaming_request(&messages, Some(&container)))
+        .stream(&round_body(&messages, Some(&container), true))
         .await;
     assert_eq!(status, 200, "committed before the model call");
     let text = sse_text(&events);
@@ -724,7 +579,7 @@ async fn failure_after_commit_is_an_error_event() {
     h.fake
         .enqueue(Scenario::error("ValidationException", "bad request"));
     let fresh = [json!({"role": "user", "content": "Hello."})];
-    let (status, events) = h.stream(&streaming_request(&fresh, None)).await;
+    let (status, events) = h.stream(&round_body(&fresh, None, true)).await;
     assert_eq!(status, 400, "{events:?}");
 }
 
@@ -740,15 +595,7 @@ async fn budget_round(stream: bool) {
     ));
     h.fake.enqueue(final_turn("Finished after the pause."));
     let mut messages = vec![json!({"role": "user", "content": "Work slowly."})];
-    let request = |messages: &Vec<Value>, container: Option<&Value>| {
-        let mut r = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": stream,
-            "tools": tools(), "messages": messages});
-        if let Some(c) = container {
-            r["container"] = c.clone();
-        }
-        r
-    };
-    let (status, e) = h.round(&request(&messages, None)).await;
+    let (status, e) = h.round(&round_body(&messages, None, stream)).await;
     assert_eq!(status, 200, "{e}");
     assert_eq!(e["stop_reason"], "pause_turn", "{e}");
     let kinds: Vec<&str> = e["content"]
@@ -773,7 +620,9 @@ async fn budget_round(stream: bool) {
 
     // The client sends the conversation back (no new user message): the model continues.
     messages.push(json!({"role": "assistant", "content": e["content"]}));
-    let (status, d) = h.round(&request(&messages, Some(&container))).await;
+    let (status, d) = h
+        .round(&round_body(&messages, Some(&container), stream))
+        .await;
     assert_eq!(status, 200, "{d}");
     assert_eq!(d["stop_reason"], "end_turn", "{d}");
     assert_eq!(d["content"][0]["text"], "Finished after the pause.");
@@ -836,15 +685,7 @@ async fn configured_limits_reach_the_container() {
         "print('x' * 300)\nprint(await get_item(item_id='a'))",
     ));
     let mut messages = vec![json!({"role": "user", "content": "Print a lot."})];
-    let request = |messages: &Vec<Value>, container: Option<&Value>| {
-        let mut r = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024,
-            "tools": tools(), "messages": messages});
-        if let Some(c) = container {
-            r["container"] = c.clone();
-        }
-        r
-    };
-    let (status, b) = h.round(&request(&messages, None)).await;
+    let (status, b) = h.round(&round_body(&messages, None, false)).await;
     assert_eq!(status, 200, "{b}");
     let container = b["container"]["id"].clone();
     let host = inspect(container.as_str().unwrap())["HostConfig"].take();
@@ -859,7 +700,9 @@ async fn configured_limits_reach_the_container() {
     messages.push(json!({"role": "assistant", "content": b["content"]}));
     messages.push(json!({"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": call["id"], "content": "A"}]}));
-    let (status, d) = h.round(&request(&messages, Some(&container))).await;
+    let (status, d) = h
+        .round(&round_body(&messages, Some(&container), false))
+        .await;
     assert_eq!(status, 200, "{d}");
     let stdout = d["content"][0]["content"]["stdout"].as_str().unwrap();
     assert!(stdout.starts_with(&"x".repeat(100)), "{stdout}");
@@ -874,7 +717,7 @@ async fn configured_limits_reach_the_container() {
     h.fake.enqueue(final_turn("Too slow."));
     let fresh = vec![json!({"role": "user", "content": "Sleep."})];
     let started = Instant::now();
-    let (status, r) = h.round(&request(&fresh, None)).await;
+    let (status, r) = h.round(&round_body(&fresh, None, false)).await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(
         r["content"][2]["content"],
@@ -915,14 +758,7 @@ async fn history_is_rebuilt_when_ptc_is_not_active() {
         h.fake.clear_requests();
         h.fake.enqueue(final_turn("Sure."));
         let body = json!({"model": model, "max_tokens": 256, "messages": history});
-        let response = h
-            .http
-            .post(format!("{}/v1/messages", h.service.url()))
-            .header("x-gw-internal-secret", SECRET)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = h.post("/v1/messages", &body).send().await.unwrap();
         let status = response.status().as_u16();
         let answer: Value = response.json().await.unwrap();
         assert_eq!(status, 200, "{model}: {answer}");
@@ -966,16 +802,12 @@ async fn client_disconnect_cancels_the_model_stream() {
         event_delay_ms: 400,
         ..Scenario::text("one two three four five six seven eight nine ten eleven twelve")
     });
-    let body = streaming_request(&[json!({"role": "user", "content": "Count slowly."})], None);
-    let response = h
-        .http
-        .post(format!("{}/v1/messages", h.service.url()))
-        .header("x-gw-internal-secret", SECRET)
-        .header("anthropic-beta", BETA)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let body = round_body(
+        &[json!({"role": "user", "content": "Count slowly."})],
+        None,
+        true,
+    );
+    let response = h.post_round(&body).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut chunks = response.bytes_stream();
     let first = chunks.next().await.unwrap().unwrap();
@@ -1001,16 +833,12 @@ async fn sandbox_lost_mid_round_is_an_error_event() {
         "toolu_bdrk_01Long",
         "import time\ntime.sleep(5)\nprint('never')",
     ));
-    let body = streaming_request(&[json!({"role": "user", "content": "Run long."})], None);
-    let response = h
-        .http
-        .post(format!("{}/v1/messages", h.service.url()))
-        .header("x-gw-internal-secret", SECRET)
-        .header("anthropic-beta", BETA)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let body = round_body(
+        &[json!({"role": "user", "content": "Run long."})],
+        None,
+        true,
+    );
+    let response = h.post_round(&body).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut chunks = response.bytes_stream();
     let mut text = String::new();
@@ -1059,9 +887,7 @@ const SEEN_CODE: &str = "v = await get_item(item_id='a')\nopen('/workspace/seen.
 async fn paused_on_one_call(h: &Harness, code_id: &str) -> (Vec<Value>, Value) {
     h.fake.enqueue(code_turn(code_id, SEEN_CODE));
     let mut messages = vec![json!({"role": "user", "content": "Read a."})];
-    let mut request = streaming_request(&messages, None);
-    request["stream"] = json!(false);
-    let (status, b) = h.round(&request).await;
+    let (status, b) = h.round(&round_body(&messages, None, false)).await;
     assert_eq!(status, 200, "{b}");
     let call = sandbox_calls(&b)[0].clone();
     messages.push(json!({"role": "assistant", "content": b["content"]}));
@@ -1099,16 +925,8 @@ async fn dropped_streaming_continuation_is_finished_and_replayed() {
     let (messages, container) = paused_on_one_call(&h, "toolu_bdrk_01Seen").await;
     h.fake.enqueue(final_turn("It was A."));
     let model_calls = h.fake.requests().len();
-    let body = streaming_request(&messages, Some(&container));
-    let response = h
-        .http
-        .post(format!("{}/v1/messages", h.service.url()))
-        .header("x-gw-internal-secret", SECRET)
-        .header("anthropic-beta", BETA)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let body = round_body(&messages, Some(&container), true);
+    let response = h.post_round(&body).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut chunks = response.bytes_stream();
     let first = chunks.next().await.unwrap().unwrap();
@@ -1140,24 +958,17 @@ async fn dropped_streaming_continuation_is_finished_and_replayed() {
 
     // A JSON retry gets the same stored response, id included; a replay charges no tokens
     // (ptc.md 16: the round was charged when it was served), header and trailer both 0.
-    let mut json_body = body.clone();
-    json_body["stream"] = json!(false);
-    let response = h
-        .http
-        .post(format!("{}/v1/messages", h.service.url()))
-        .header("x-gw-internal-secret", SECRET)
-        .header("anthropic-beta", BETA)
-        .json(&json_body)
-        .send()
-        .await
-        .unwrap();
+    let json_body = round_body(&messages, Some(&container), false);
+    let response = h.post_round(&json_body).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-gw-usage-tokens"], "0");
     let again: Value = response.json().await.unwrap();
     assert_eq!(again["id"], replayed["id"]);
     assert_eq!(again["content"], replayed["content"]);
     assert_eq!(again["usage"], replayed["usage"]);
-    let (text, trailers) = h.stream_with_trailers(&body).await;
+    let (text, trailers) = h
+        .stream_with_trailers(&body, &[("anthropic-beta", BETA)])
+        .await;
     assert_eq!(fold_sse(&text)["content"], replayed["content"]);
     assert_eq!(trailers["x-gw-usage-tokens"], "0", "{text}");
     assert_eq!(seen_by_the_code(&h, &container).await, "A\n");
@@ -1174,8 +985,7 @@ async fn a_failed_continuation_is_finished_by_its_retry() {
         on_tool_result: true,
         ..Scenario::error("ValidationException", "the model refused")
     });
-    let mut body = streaming_request(&messages, Some(&container));
-    body["stream"] = json!(false);
+    let body = round_body(&messages, Some(&container), false);
     let (status, failed) = h.round(&body).await;
     assert_eq!(status, 400, "{failed}");
 
@@ -1202,15 +1012,10 @@ async fn a_timed_out_json_continuation_is_answered_on_retry() {
     let Some(h) = start().await else { return };
     let (messages, container) = paused_on_one_call(&h, "toolu_bdrk_01Slow").await;
     h.fake.enqueue(final_turn("Slowly, A."));
-    let mut body = streaming_request(&messages, Some(&container));
-    body["stream"] = json!(false);
+    let body = round_body(&messages, Some(&container), false);
     let timed_out = h
-        .http
-        .post(format!("{}/v1/messages", h.service.url()))
-        .header("x-gw-internal-secret", SECRET)
-        .header("anthropic-beta", BETA)
+        .post_round(&body)
         .timeout(Duration::from_millis(300))
-        .json(&body)
         .send()
         .await;
     assert!(timed_out.is_err(), "the first attempt times out");
@@ -1288,16 +1093,11 @@ async fn a_round_whose_translator_died_is_taken_over_by_the_retry() {
     }
 
     h.fake.enqueue(final_turn("Taken over: A."));
-    let mut body = streaming_request(&messages, Some(&container));
-    body["stream"] = json!(false);
+    let body = round_body(&messages, Some(&container), false);
     let started = Instant::now();
     let response = h
-        .http
-        .post(format!("{}/v1/messages", h.service.url()))
-        .header("x-gw-internal-secret", SECRET)
-        .header("anthropic-beta", BETA)
+        .post_round(&body)
         .timeout(Duration::from_secs(30))
-        .json(&body)
         .send()
         .await
         .expect("the retry is answered within the lease, not after the whole round");

@@ -1,82 +1,13 @@
 //! Service tests: translator-svc started in-process against the fake Bedrock, driven over HTTP,
 //! asserting both what the client sees and what Bedrock received.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use fake_bedrock::{FakeBedrock, Operation, Pause, Scenario, StreamErrorSpec};
+use fake_bedrock::{Operation, Pause, Scenario, StreamErrorSpec};
+use reqwest::Method;
 use serde_json::{Value, json};
-use translator_svc::app;
-use translator_svc::bedrock::{self, BedrockSettings};
-use translator_svc::config::Config;
 
-const SECRET: &str = "test-internal-secret-0123456789";
-const MASTER: &str = "sk-gw-service-test-master-key";
-
-struct Harness {
-    fake: FakeBedrock,
-    service: app::Running,
-    http: reqwest::Client,
-}
-
-async fn start(extra: &[(&str, &str)]) -> Harness {
-    let fake = FakeBedrock::start().await.unwrap();
-    let mut env: HashMap<&str, &str> = HashMap::from([
-        ("GATEWAY_INTERNAL_SECRET", SECRET),
-        ("TRANSLATOR_LISTEN", "127.0.0.1:0"),
-        ("LOG_FORMAT", "text"),
-        ("KEY_STORE", "memory"),
-        ("MASTER_API_KEY", MASTER),
-    ]);
-    env.extend(extra.iter().copied());
-    let config = Config::from_source(&env).unwrap();
-    let mut settings = BedrockSettings::new("us-east-1".to_string());
-    settings.endpoint_url = Some(fake.url());
-    settings.read_timeout = config.upstream_idle_timeout;
-    let client = bedrock::connect_with_credentials(&settings, Credentials::for_tests()).unwrap();
-    let service = app::spawn(config, client).await.unwrap();
-    Harness {
-        fake,
-        service,
-        http: reqwest::Client::new(),
-    }
-}
-
-impl Harness {
-    fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
-        self.http
-            .post(format!("{}{path}", self.service.url()))
-            .header("x-gw-internal-secret", SECRET)
-            .json(body)
-    }
-
-    async fn messages(&self, body: &Value) -> (u16, reqwest::header::HeaderMap, String) {
-        let response = self.post("/v1/messages", body).send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        (status, headers, response.text().await.unwrap())
-    }
-}
-
-/// `(event, data)` pairs of an SSE body.
-fn events(body: &str) -> Vec<(String, Value)> {
-    body.split("\n\n")
-        .filter(|chunk| !chunk.trim().is_empty())
-        .map(|chunk| {
-            let mut event = String::new();
-            let mut data = Value::Null;
-            for line in chunk.lines() {
-                if let Some(e) = line.strip_prefix("event: ") {
-                    event = e.to_string();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(d).unwrap();
-                }
-            }
-            (event, data)
-        })
-        .collect()
-}
+use crate::support::{Service, sse_events as events};
 
 fn names(events: &[(String, Value)]) -> Vec<&str> {
     events.iter().map(|(e, _)| e.as_str()).collect()
@@ -107,7 +38,7 @@ fn thinking_history(model: &str) -> Value {
 
 #[tokio::test]
 async fn thinking_signature_reaches_invoke_byte_exact_and_in_order() {
-    let h = start(&[]).await;
+    let h = Service::start(&[]).await;
     let (status, headers, body) = h.messages(&thinking_history("claude-sonnet-4-5")).await;
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -134,7 +65,7 @@ async fn thinking_signature_reaches_invoke_byte_exact_and_in_order() {
 
 #[tokio::test]
 async fn thinking_signature_reaches_converse_byte_exact() {
-    let h = start(&[("CLAUDE_API", "converse")]).await;
+    let h = Service::start(&[("CLAUDE_API", "converse")]).await;
     let (status, _, body) = h.messages(&thinking_history("claude-sonnet-4-5")).await;
     assert_eq!(status, 200, "{body}");
     let sent = &h.fake.requests()[0];
@@ -168,8 +99,8 @@ fn claude_code_request() -> (Value, String) {
     (recorded["body"].clone(), beta)
 }
 
-async fn serve_claude_code(api: &str) -> (Harness, Vec<(String, Value)>) {
-    let h = start(&[("CLAUDE_API", api)]).await;
+async fn serve_claude_code(api: &str) -> (Service, Vec<(String, Value)>) {
+    let h = Service::start(&[("CLAUDE_API", api)]).await;
     let (body, beta) = claude_code_request();
     let response = h
         .post("/v1/messages?beta=true", &body)
@@ -233,7 +164,7 @@ async fn claude_code_request_is_served_through_converse() {
 
 #[tokio::test]
 async fn tier_rejection_falls_back_to_default_once() {
-    let h = start(&[("DEFAULT_SERVICE_TIER", "priority")]).await;
+    let h = Service::start(&[("DEFAULT_SERVICE_TIER", "priority")]).await;
     h.fake.enqueue(Scenario {
         reject_service_tiers: vec!["priority".into()],
         ..Scenario::text("served on default")
@@ -254,7 +185,7 @@ async fn tier_rejection_falls_back_to_default_once() {
 
 #[tokio::test]
 async fn errors_before_the_stream_keep_their_http_status() {
-    let h = start(&[]).await;
+    let h = Service::start(&[]).await;
     let request = json!({"model": "claude-haiku-4-5", "max_tokens": 50, "stream": true, "messages": [user("hi [[fake:throttle]]")]});
     let (status, headers, body) = h.messages(&request).await;
     assert_eq!(status, 429, "{body}");
@@ -266,7 +197,7 @@ async fn errors_before_the_stream_keep_their_http_status() {
 
 #[tokio::test]
 async fn errors_after_commit_become_an_sse_error_event() {
-    let h = start(&[("CLAUDE_API", "converse")]).await;
+    let h = Service::start(&[("CLAUDE_API", "converse")]).await;
     h.fake.enqueue(Scenario {
         stream_error: Some(StreamErrorSpec {
             after_events: 3,
@@ -288,7 +219,7 @@ async fn errors_after_commit_become_an_sse_error_event() {
 
 #[tokio::test]
 async fn pings_fill_upstream_silence_and_idle_upstream_is_cut() {
-    let h = start(&[
+    let h = Service::start(&[
         ("SSE_PING_INTERVAL_SECS", "0.2"),
         ("UPSTREAM_IDLE_TIMEOUT_SECS", "5"),
     ])
@@ -312,7 +243,7 @@ async fn pings_fill_upstream_silence_and_idle_upstream_is_cut() {
     );
     assert_eq!(names(&events(&body)).last(), Some(&"message_stop"));
 
-    let h = start(&[
+    let h = Service::start(&[
         ("SSE_PING_INTERVAL_SECS", "0.2"),
         ("UPSTREAM_IDLE_TIMEOUT_SECS", "0.6"),
     ])
@@ -333,7 +264,7 @@ async fn pings_fill_upstream_silence_and_idle_upstream_is_cut() {
 
 #[tokio::test]
 async fn converse_stream_without_metadata_still_ends_the_message() {
-    let h = start(&[("CLAUDE_API", "converse"), ("METADATA_WAIT_SECS", "0.3")]).await;
+    let h = Service::start(&[("CLAUDE_API", "converse"), ("METADATA_WAIT_SECS", "0.3")]).await;
     h.fake.enqueue(Scenario {
         omit_metadata: true,
         ..Scenario::text("no usage follows")
@@ -348,36 +279,23 @@ async fn converse_stream_without_metadata_still_ends_the_message() {
 
 #[tokio::test]
 async fn gateway_edges_answer_in_anthropic_shape() {
-    let h = start(&[("MAX_BODY_BYTES", "2048")]).await;
-    let url = h.service.url();
+    let h = Service::start(&[("MAX_BODY_BYTES", "2048")]).await;
     // Without Envoy's internal secret nothing under /v1 is served.
     let r = h
         .http
-        .post(format!("{url}/v1/messages"))
+        .post(h.url("/v1/messages"))
         .json(&json!({}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = h
-        .http
-        .get(format!("{url}/v1/messages"))
-        .header("x-gw-internal-secret", SECRET)
-        .send()
-        .await
-        .unwrap();
+    let r = h.request(Method::GET, "/v1/messages").send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["type"],
         "invalid_request_error"
     );
-    let r = h
-        .http
-        .get(format!("{url}/v1/files"))
-        .header("x-gw-internal-secret", SECRET)
-        .send()
-        .await
-        .unwrap();
+    let r = h.request(Method::GET, "/v1/files").send().await.unwrap();
     assert_eq!(r.status(), 404);
     let big = json!({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [user(&"x".repeat(4096))]});
     let (status, _, body) = h.messages(&big).await;
@@ -388,9 +306,7 @@ async fn gateway_edges_answer_in_anthropic_shape() {
         .await;
     assert_eq!(status, 404, "{body}");
     let r = h
-        .http
-        .post(format!("{url}/v1/messages"))
-        .header("x-gw-internal-secret", SECRET)
+        .request(Method::POST, "/v1/messages")
         .body("{not json")
         .send()
         .await
@@ -400,22 +316,16 @@ async fn gateway_edges_answer_in_anthropic_shape() {
         h.fake.requests().is_empty(),
         "no bad request may reach Bedrock"
     );
-    let r = h
-        .http
-        .head(format!("{url}/api/hello"))
-        .send()
-        .await
-        .unwrap();
+    let r = h.http.head(h.url("/api/hello")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let r = h.http.get(format!("{url}/ready")).send().await.unwrap();
+    let r = h.http.get(h.url("/ready")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     // A Bedrock id in the path arrives percent-encoded (`:` as `%3A`) and is decoded once.
     let r = h
-        .http
-        .get(format!(
-            "{url}/v1/models/global.anthropic.claude-haiku-4-5-20251001-v1%3A0"
-        ))
-        .header("x-gw-internal-secret", SECRET)
+        .request(
+            Method::GET,
+            "/v1/models/global.anthropic.claude-haiku-4-5-20251001-v1%3A0",
+        )
         .send()
         .await
         .unwrap();
@@ -429,7 +339,7 @@ async fn gateway_edges_answer_in_anthropic_shape() {
 
 #[tokio::test]
 async fn count_tokens_uses_bedrock_for_claude_and_estimates_otherwise() {
-    let h = start(&[]).await;
+    let h = Service::start(&[]).await;
     h.fake.enqueue(Scenario {
         count_tokens: Some(321),
         ..Default::default()
@@ -468,7 +378,7 @@ async fn count_tokens_uses_bedrock_for_claude_and_estimates_otherwise() {
 
 #[tokio::test]
 async fn client_disconnect_cancels_the_upstream_stream() {
-    let h = start(&[]).await;
+    let h = Service::start(&[]).await;
     h.fake.enqueue(Scenario {
         event_delay_ms: 200,
         ..Scenario::text("long answer ".repeat(40))
@@ -489,8 +399,7 @@ async fn client_disconnect_cancels_the_upstream_stream() {
 
 #[tokio::test]
 async fn responses_report_tokens_for_the_rate_limiter() {
-    use http_body_util::{BodyExt, Full};
-    let h = start(&[]).await;
+    let h = Service::start(&[]).await;
     h.fake.enqueue(Scenario {
         usage: Some(fake_bedrock::Usage {
             input_tokens: Some(100),
@@ -520,47 +429,20 @@ async fn responses_report_tokens_for_the_rate_limiter() {
         }),
         ..Scenario::text("streamed")
     });
-    let tcp = tokio::net::TcpStream::connect(h.service.addr)
-        .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
     let mut body = request.clone();
     body["stream"] = json!(true);
-    let req = http::Request::post(format!("{}/v1/messages", h.service.url()))
-        .header("x-gw-internal-secret", SECRET)
-        .header("content-type", "application/json")
-        .body(Full::new(bytes::Bytes::from(body.to_string())))
-        .unwrap();
-    let response = sender.send_request(req).await.unwrap();
-    assert_eq!(response.status(), 200);
-    let collected = response.into_body().collect().await.unwrap();
-    let trailers = collected.trailers().cloned().expect("usage trailer");
+    let (text, trailers) = h.stream_with_trailers(&body, &[]).await;
     assert_eq!(trailers["x-gw-usage-tokens"], "10");
-    assert!(String::from_utf8_lossy(&collected.to_bytes()).contains("message_stop"));
+    assert!(text.contains("message_stop"));
 }
 
 #[tokio::test]
 async fn key_policy_limits_models_and_sets_the_cache_ttl() {
-    let h = start(&[("CLAUDE_API", "converse")]).await;
+    let h = Service::start(&[("CLAUDE_API", "converse")]).await;
     // Through Envoy the gate sends the verified key id; here the admin API is called directly.
-    let created: Value = h
-        .http
-        .post(format!("{}/admin/v1/keys", h.service.url()))
-        .header("x-api-key", MASTER)
-        .json(&json!({"name": "restricted", "allowed_models": ["claude-haiku-4-5"], "cache_ttl": "1h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key_id = created["key"]["id"].as_str().unwrap().to_string();
+    let (key_id, _) = h
+        .create_key(&json!({"name": "restricted", "allowed_models": ["claude-haiku-4-5"], "cache_ttl": "1h"}))
+        .await;
     let request = |model: &str| {
         json!({"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": [
             {"type": "text", "text": "cache me", "cache_control": {"type": "ephemeral"}}
@@ -596,42 +478,27 @@ async fn key_policy_limits_models_and_sets_the_cache_ttl() {
 
     // The admin API is served by the same router: routes with path parameters work there too.
     let disabled = h
-        .http
-        .post(format!(
-            "{}/admin/v1/keys/{key_id}/disable",
-            h.service.url()
-        ))
-        .header("x-api-key", MASTER)
+        .admin(Method::POST, &format!("/admin/v1/keys/{key_id}/disable"))
         .send()
         .await
         .unwrap();
     assert_eq!(disabled.status(), 200, "{}", disabled.text().await.unwrap());
-    let shown: Value = h
-        .http
-        .get(format!("{}/admin/v1/keys/{key_id}", h.service.url()))
-        .header("x-api-key", MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = h.admin_get(&format!("/admin/v1/keys/{key_id}")).await;
     assert_eq!(shown["key"]["status"], "disabled");
 }
 
 #[tokio::test]
 async fn metrics_describe_requests_tokens_and_latency() {
-    let h = start(&[]).await;
+    let h = Service::start(&[]).await;
     let request = json!({"model": "claude-3-5-haiku-latest", "max_tokens": 20, "stream": true, "messages": [user("measure me")]});
     let (status, _, _) = h.messages(&request).await;
     assert_eq!(status, 200);
-    let (status, _, _) = h
-        .messages(&json!({"model": "claude-3-5-haiku-latest", "max_tokens": 20, "messages": [user("hi [[fake:throttle]]")]}))
+    let (status, _, _) = h.messages(&json!({"model": "claude-3-5-haiku-latest", "max_tokens": 20, "messages": [user("hi [[fake:throttle]]")]}))
         .await;
     assert_eq!(status, 429);
     let text = h
         .http
-        .get(format!("{}/metrics", h.service.url()))
+        .get(h.url("/metrics"))
         .send()
         .await
         .unwrap()

@@ -183,9 +183,13 @@ fn gate_wasm() -> PathBuf {
 }
 
 fn validate(envoy: &Path, config: &str) -> (bool, String) {
-    let dir = std::env::temp_dir().join(format!("envoy-validate-{}", std::process::id()));
+    // One directory per call: tests run in parallel threads of one process, and each removes
+    // its directory when done.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("envoy-validate-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("envoy-{:x}.yaml", config.len()));
+    let file = dir.join("envoy.yaml");
     std::fs::write(&file, config).unwrap();
     let output = Command::new(envoy)
         .args(["--mode", "validate", "--log-level", "error", "-c"])

@@ -18,6 +18,7 @@ use gateway_proto::ptc::v1 as pb;
 use gateway_proto::ptc::v1::ptc_client::PtcClient;
 use ptc_svc::config::{Config, DEFAULT_IMAGE};
 use ptc_svc::sandbox::docker::DockerSandbox;
+use ptc_svc::sandbox::fake::FakeSandbox;
 use ptc_svc::server::{self, Running};
 use tonic::transport::Channel;
 
@@ -112,6 +113,39 @@ pub async fn start_with(
     }
 }
 
+/// What runs the code of a replica pair.
+pub enum Engine<'a> {
+    /// The Docker engine from the environment.
+    Docker,
+    /// The runner as a local python3 through the fake sandbox, working under this folder.
+    LocalPython(&'a std::path::Path),
+}
+
+/// Two replicas on loopback, each listing the other as its peer.
+pub async fn replica_pair(engine: Engine<'_>) -> (Server, Server) {
+    let listener_a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener_b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr_a, addr_b) = (
+        listener_a.local_addr().unwrap(),
+        listener_b.local_addr().unwrap(),
+    );
+    let config_a = config(&[("PTC_PEERS", &addr_b.to_string())]);
+    let config_b = config(&[("PTC_PEERS", &addr_a.to_string())]);
+    match engine {
+        Engine::Docker => (
+            start_on(listener_a, config_a).await,
+            start_on(listener_b, config_b).await,
+        ),
+        Engine::LocalPython(dir) => {
+            let sandbox = || Arc::new(FakeSandbox::local_python(dir.to_path_buf()));
+            (
+                start_with(listener_a, config_a, sandbox()).await,
+                start_with(listener_b, config_b, sandbox()).await,
+            )
+        }
+    }
+}
+
 pub fn random_suffix(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
     (0..len)
@@ -137,6 +171,42 @@ pub async fn create(client: &mut PtcClient<Channel>, container_id: &str) -> pb::
         .into_inner()
         .session
         .unwrap()
+}
+
+/// A session as `KEY` sees it through this replica.
+pub async fn get_session(
+    client: &mut PtcClient<Channel>,
+    container_id: &str,
+) -> Result<pb::Session, tonic::Status> {
+    client
+        .get_session(pb::GetSessionRequest {
+            container_id: container_id.to_owned(),
+            key_id: KEY.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+pub async fn close(
+    client: &mut PtcClient<Channel>,
+    container_id: &str,
+) -> pb::CloseSessionResponse {
+    client
+        .close_session(pb::CloseSessionRequest {
+            container_id: container_id.to_owned(),
+            key_id: KEY.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+pub async fn health(client: &mut PtcClient<Channel>, include_peers: bool) -> pb::HealthResponse {
+    client
+        .health(pb::HealthRequest { include_peers })
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 pub async fn execute(

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use e2e::clients::{self, Target};
+use e2e::ptc::{after_code, code_call, tool_results_seen};
 use e2e::stack::{Stack, StackOptions};
 use e2e::tools;
-use fake_bedrock::{ContentBlock, Scenario};
 use serde_json::{Value, json};
 
 const MODEL: &str = "claude-sonnet-4-5-20250929";
@@ -41,26 +41,6 @@ const STDOUT_2: &str = "file=kept-sunny-in-Paris\nvars=fresh\n";
 const FINAL_1: &str = "Three cities answered; Rome was offline.";
 const FINAL_2: &str = "The note survived; the variables did not.";
 
-fn code_call(id: &str, code: &str) -> Scenario {
-    Scenario::with_content(vec![
-        ContentBlock::Text {
-            text: "Let me run code.".into(),
-        },
-        ContentBlock::ToolUse {
-            id: Some(id.into()),
-            name: "execute_code".into(),
-            input: json!({"code": code}),
-        },
-    ])
-}
-
-fn after_code(text: &str) -> Scenario {
-    Scenario {
-        on_tool_result: true,
-        ..Scenario::text(text)
-    }
-}
-
 struct Run {
     stack: Stack,
     python: PathBuf,
@@ -83,18 +63,6 @@ impl Run {
         clients::python_sdk(&self.python, &clients_dir, case, MODEL, &target)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"))
-    }
-
-    /// Every `tool_result` block for `tool_use_id` that reached the fake Bedrock.
-    fn results_seen_by_bedrock(&self, tool_use_id: &str) -> Vec<Value> {
-        self.stack
-            .fake
-            .requests()
-            .iter()
-            .flat_map(|r| r.body["messages"].as_array().cloned().unwrap_or_default())
-            .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
-            .filter(|b| b["type"] == "tool_result" && b["tool_use_id"] == tool_use_id)
-            .collect()
     }
 }
 
@@ -289,14 +257,14 @@ async fn flow(stream: bool) {
 
     // Bedrock saw each code tool's outcome (restored ids, the report as the spec's JSON), and
     // never a sandbox call or its result.
-    let seen = run.results_seen_by_bedrock("toolu_bdrk_01E2eCode1");
+    let seen = tool_results_seen(&run.stack.fake, "toolu_bdrk_01E2eCode1");
     assert!(!seen.is_empty(), "no tool_result for the first code tool");
     let first = &seen[0];
     assert_eq!(first["is_error"], true, "{first}");
     let report = first.to_string();
     assert!(report.contains("one=sunny-in-Paris"), "{report}");
     assert!(report.contains("ValueError: done after 3"), "{report}");
-    let seen = run.results_seen_by_bedrock("toolu_bdrk_01E2eCode2");
+    let seen = tool_results_seen(&run.stack.fake, "toolu_bdrk_01E2eCode2");
     assert!(!seen.is_empty(), "no tool_result for the second code tool");
     assert!(seen[0].to_string().contains("vars=fresh"), "{}", seen[0]);
     assert_ne!(seen[0]["is_error"], true, "{}", seen[0]);
@@ -362,24 +330,6 @@ async fn an_expired_container_is_refused_then_replaced() {
     assert!(fake.queued().is_empty(), "unused scenarios: {out}");
 }
 
-/// The JSON access-log lines of Envoy's log, once `ready` holds for them (Envoy writes access
-/// logs on its flush interval, not per request).
-async fn access_log(stack: &Stack, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let lines: Vec<Value> = stack
-            .envoy_log()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
-            .filter(|v| v.is_object())
-            .collect();
-        if ready(&lines) || std::time::Instant::now() > deadline {
-            return lines;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
-
 /// The code of the five-round conversations: one call, one call, two at once, one call, done.
 const FIVE_ROUND_CODE: &str = r#"a = await get_weather(city="Paris")
 b = await get_weather(city="Oslo")
@@ -393,14 +343,15 @@ const FIVE_ROUND_STDOUT: &str =
 /// For each container: the PTC router upstreams its calls went to, from Envoy's access log, once
 /// every container in `containers` has at least one line.
 async fn ptc_upstreams(stack: &Stack, containers: &[String]) -> BTreeMap<String, BTreeSet<String>> {
-    let lines = access_log(stack, |lines| {
-        containers.iter().all(|c| {
-            lines
-                .iter()
-                .any(|l| l["listener"] == "ptc_router" && l["container"] == c.as_str())
+    let lines = stack
+        .access_log(|lines| {
+            containers.iter().all(|c| {
+                lines
+                    .iter()
+                    .any(|l| l["listener"] == "ptc_router" && l["container"] == c.as_str())
+            })
         })
-    })
-    .await;
+        .await;
     let mut owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in lines {
         if line["listener"] == "ptc_router" && line["container"] != "-" {
@@ -522,12 +473,13 @@ async fn two_translators_and_two_ptc_replicas_pass_item_1_twenty_times_in_a_row(
         .flat_map(|c| c["rounds"].as_array().unwrap().clone())
         .map(|r| r["request_id"].as_str().unwrap().to_string())
         .collect();
-    let gateway_lines = access_log(stack, |lines| {
-        request_ids
-            .iter()
-            .all(|id| lines.iter().any(|l| l["request_id"] == id.as_str()))
-    })
-    .await;
+    let gateway_lines = stack
+        .access_log(|lines| {
+            request_ids
+                .iter()
+                .all(|id| lines.iter().any(|l| l["request_id"] == id.as_str()))
+        })
+        .await;
     let upstream_of = |request_id: &str| -> String {
         gateway_lines
             .iter()
@@ -821,27 +773,25 @@ async fn a_third_ptc_replica_joining_mid_conversation_loses_no_session() {
         .iter()
         .map(|c| c.container().to_string())
         .collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let after_join: Vec<Value> = loop {
+    let routed_after_join = |lines: &[Value]| -> Vec<Value> {
         // `time` is `2026-11-26T02:42:18.503Z`: text order is time order.
-        let lines: Vec<Value> = stack
-            .envoy_log()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+        lines
+            .iter()
             .filter(|l| l["listener"] == "ptc_router" && l["container"] != "-")
             .filter(|l| l["time"].as_str().unwrap_or_default() >= joined_at.as_str())
-            .collect();
-        let seen: BTreeSet<&str> = lines
-            .iter()
-            .filter_map(|l| l["container"].as_str())
-            .collect();
-        if containers.iter().all(|c| seen.contains(c.as_str()))
-            || std::time::Instant::now() > deadline
-        {
-            break lines;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            .cloned()
+            .collect()
     };
+    let after_join = routed_after_join(
+        &stack
+            .access_log(|lines| {
+                let routed = routed_after_join(lines);
+                containers
+                    .iter()
+                    .all(|c| routed.iter().any(|l| l["container"] == c.as_str()))
+            })
+            .await,
+    );
     let joined_name = joined.to_string();
     let logs = stack.ptc_replicas();
     let log_of = |replica: &str| -> &String {

@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::ptc::{after_code, code_call, tool_results_seen};
 use e2e::stack::{Stack, StackOptions};
-use fake_bedrock::{ContentBlock, Scenario};
+use fake_bedrock::Scenario;
 use serde_json::{Value, json};
 
 const MODEL: &str = "claude-sonnet-4-5-20250929";
@@ -20,26 +21,6 @@ const SEEN_CODE: &str = "v = await get_item(item_id='a')\n\
                          time.sleep(1.5)\n\
                          print('got', v)";
 const READ_CODE: &str = "print(open('/workspace/seen.txt').read(), end='')";
-
-fn code_call(id: &str, code: &str) -> Scenario {
-    Scenario::with_content(vec![
-        ContentBlock::Text {
-            text: "Let me run code.".into(),
-        },
-        ContentBlock::ToolUse {
-            id: Some(id.into()),
-            name: "execute_code".into(),
-            input: json!({"code": code}),
-        },
-    ])
-}
-
-fn after_code(text: &str) -> Scenario {
-    Scenario {
-        on_tool_result: true,
-        ..Scenario::text(text)
-    }
-}
 
 fn tools() -> Value {
     json!([
@@ -122,6 +103,16 @@ fn request_id(response: &reqwest::Response) -> String {
         .to_string()
 }
 
+/// Reads a streaming response up to its `message_start` (the commit), then leaves: the client
+/// drops the stream while the round goes on.
+async fn leave_after_commit(mut response: reqwest::Response) {
+    let mut head = String::new();
+    while !head.contains("message_start") {
+        let chunk = response.chunk().await.unwrap().expect("the first event");
+        head.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
 /// The message a stream describes (blocks from their starts and deltas, the end's fields).
 fn fold(events: &[(String, Value)]) -> Value {
     let mut message = json!({});
@@ -180,18 +171,6 @@ fn block_types(message: &Value) -> Vec<&str> {
         .iter()
         .map(|b| b["type"].as_str().unwrap())
         .collect()
-}
-
-/// Every `tool_result` for `tool_use_id` that reached the fake Bedrock.
-fn results_seen_by_bedrock(stack: &Stack, tool_use_id: &str) -> usize {
-    stack
-        .fake
-        .requests()
-        .iter()
-        .flat_map(|r| r.body["messages"].as_array().cloned().unwrap_or_default())
-        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
-        .filter(|b| b["type"] == "tool_result" && b["tool_use_id"] == tool_use_id)
-        .count()
 }
 
 /// The key's usage records (from the store) of one request, waiting for `count` of them (the
@@ -270,17 +249,7 @@ async fn drop_and_retry(stack: &Stack, client: &Client) -> Replayed {
     let response = client.send(&continuation).await;
     assert_eq!(response.status(), 200);
     let dropped_request = request_id(&response);
-    let mut response = response;
-    let mut head = String::new();
-    while !head.contains("message_start") {
-        let chunk = response
-            .chunk()
-            .await
-            .unwrap()
-            .expect("the stream's first event");
-        head.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-    drop(response);
+    leave_after_commit(response).await;
 
     // The identical retry gets the complete round: the code's outcome, then the model's answer.
     let (status, retry_request, events) = client.stream(&continuation).await;
@@ -300,7 +269,10 @@ async fn drop_and_retry(stack: &Stack, client: &Client) -> Replayed {
     assert_eq!(d["content"][1]["text"], "It was A.", "{d}");
     assert_eq!(d["container"]["id"], container, "{d}");
     // The dropped round called the model once with the code's outcome; the retry replayed it.
-    assert_eq!(results_seen_by_bedrock(stack, "toolu_bdrk_01E2eSeen"), 1);
+    assert_eq!(
+        tool_results_seen(&stack.fake, "toolu_bdrk_01E2eSeen").len(),
+        1
+    );
 
     Replayed {
         container,
@@ -410,22 +382,12 @@ async fn a_dropped_continuation_is_replayed_by_another_translator() {
     // Envoy's access log names the translator each request went to (the dropped one's line is
     // written when its stream ends, so wait for both).
     let ids = [&replayed.dropped_request, &replayed.retry_request];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let lines: Vec<Value> = loop {
-        let lines: Vec<Value> = stack
-            .envoy_log()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
-            .filter(|v| v.is_object())
-            .collect();
-        let all = ids
-            .iter()
-            .all(|id| lines.iter().any(|l| l["request_id"] == id.as_str()));
-        if all || Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let lines = stack
+        .access_log(|lines| {
+            ids.iter()
+                .all(|id| lines.iter().any(|l| l["request_id"] == id.as_str()))
+        })
+        .await;
     let served_by = |request_id: &str| -> String {
         lines
             .iter()
@@ -495,21 +457,17 @@ async fn wait_for_remaining(stack: &Stack, client: &Client, expected: u64, what:
     }
 }
 
-/// ptc.md 16 through Envoy and ratelimit-svc: a continuation round its streaming client left
-/// finishes and charges its tokens to the key's TPM limit (Envoy saw no usage trailer, so
-/// translator-svc charges ratelimit-svc directly); the retry that gets the stored round charges
-/// nothing (its trailer says 0), so the round counts once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_continuation_is_charged_once_and_its_replay_is_free() {
-    const TPM: u64 = 100_000;
-    let Some(stack) = Stack::start(StackOptions::default().with_ptc().with_ratelimit())
+/// The charging tests' TPM limit.
+const TPM: u64 = 100_000;
+
+/// The gateway with ptc-svc and ratelimit-svc, and a client with a key of its own (`name`,
+/// limited to `TPM`), its bucket checked full. `None` where the stack skips.
+async fn start_limited(name: &str) -> Option<(Stack, Client)> {
+    let stack = Stack::start(StackOptions::default().with_ptc().with_ratelimit())
         .await
-        .expect("start the gateway")
-    else {
-        return;
-    };
+        .expect("start the gateway")?;
     let (_, key) = stack
-        .create_key(json!({"name": "e2e-ptc-charge", "tpm": TPM}))
+        .create_key(json!({"name": name, "tpm": TPM}))
         .await
         .expect("create a key");
     let client = Client {
@@ -518,22 +476,53 @@ async fn a_dropped_continuation_is_charged_once_and_its_replay_is_free() {
         key,
     };
     assert_eq!(tokens_remaining(&stack, &client).await, TPM);
+    Some((stack, client))
+}
 
-    // Round 1 (JSON): the code pauses; Envoy charges it from the usage header.
-    stack
-        .fake
-        .enqueue(code_call("toolu_bdrk_01E2eCharge", SEEN_CODE));
+/// Round 1 (JSON): the code pauses on one call, `code_id`; Envoy charges the round from the usage
+/// header. Returns the messages answering the call, the container and the tokens charged.
+async fn paused_and_charged(
+    stack: &Stack,
+    client: &Client,
+    code_id: &str,
+) -> (Vec<Value>, Value, u64) {
+    stack.fake.enqueue(code_call(code_id, SEEN_CODE));
     let mut messages = vec![json!({"role": "user", "content": "Read item a."})];
     let (status, _, b) = client.round(&request(&messages, None, false)).await;
     assert_eq!(status, 200, "{b}");
     let first = charged(&b["usage"]);
-    assert!(first > 0, "{b}");
     let call = b["content"][2].clone();
     let container = b["container"]["id"].clone();
     messages.push(json!({"role": "assistant", "content": b["content"]}));
     messages.push(json!({"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": call["id"], "content": "A"}]}));
-    wait_for_remaining(&stack, &client, TPM - first, "after round 1").await;
+    wait_for_remaining(stack, client, TPM - first, "after round 1").await;
+    (messages, container, first)
+}
+
+/// Waits (20 s at most) until the fake has served every scripted model call: a round its client
+/// left goes on without it.
+async fn model_calls_done(stack: &Stack, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !stack.fake.queued().is_empty() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// ptc.md 16 through Envoy and ratelimit-svc: a continuation round its streaming client left
+/// finishes and charges its tokens to the key's TPM limit (Envoy saw no usage trailer, so
+/// translator-svc charges ratelimit-svc directly); the retry that gets the stored round charges
+/// nothing (its trailer says 0), so the round counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_continuation_is_charged_once_and_its_replay_is_free() {
+    let Some((stack, client)) = start_limited("e2e-ptc-charge").await else {
+        return;
+    };
+
+    let (messages, container, first) =
+        paused_and_charged(&stack, &client, "toolu_bdrk_01E2eCharge").await;
+    assert!(first > 0, "round 1 charged nothing");
 
     // Round 2, streaming, left right after the commit while the code sleeps. Its model call
     // costs 700 input and 40 output tokens.
@@ -549,23 +538,11 @@ async fn a_dropped_continuation_is_charged_once_and_its_replay_is_free() {
         ..after_code("It was A.")
     });
     let continuation = request(&messages, Some(&container), true);
-    let mut response = client.send(&continuation).await;
+    let response = client.send(&continuation).await;
     assert_eq!(response.status(), 200);
-    let mut head = String::new();
-    while !head.contains("message_start") {
-        let chunk = response.chunk().await.unwrap().expect("the first event");
-        head.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-    drop(response);
+    leave_after_commit(response).await;
     // The round goes on without its client: the code ends, the model is called.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !stack.fake.queued().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the left round never called the model"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    model_calls_done(&stack, "the left round never called the model").await;
     wait_for_remaining(
         &stack,
         &client,
@@ -593,7 +570,10 @@ async fn a_dropped_continuation_is_charged_once_and_its_replay_is_free() {
             "a replay must not charge the round again"
         );
     }
-    assert_eq!(results_seen_by_bedrock(&stack, "toolu_bdrk_01E2eCharge"), 1);
+    assert_eq!(
+        tool_results_seen(&stack.fake, "toolu_bdrk_01E2eCharge").len(),
+        1
+    );
 }
 
 /// ptc.md 16 for a new round: a streaming client that leaves while the code runs still has the
@@ -601,23 +581,9 @@ async fn a_dropped_continuation_is_charged_once_and_its_replay_is_free() {
 /// translator-svc charges ratelimit-svc when the round is dropped).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_round_left_while_its_code_runs_is_charged_for_its_finished_model_call() {
-    const TPM: u64 = 100_000;
-    let Some(stack) = Stack::start(StackOptions::default().with_ptc().with_ratelimit())
-        .await
-        .expect("start the gateway")
-    else {
+    let Some((stack, client)) = start_limited("e2e-ptc-new-round-charge").await else {
         return;
     };
-    let (_, key) = stack
-        .create_key(json!({"name": "e2e-ptc-new-round-charge", "tpm": TPM}))
-        .await
-        .expect("create a key");
-    let client = Client {
-        http: stack.http(),
-        url: stack.url.clone(),
-        key,
-    };
-    assert_eq!(tokens_remaining(&stack, &client).await, TPM);
 
     // The model asks for code that runs for 3 s; the call costs 600 input and 30 output tokens.
     stack.fake.enqueue(Scenario {
@@ -651,4 +617,101 @@ async fn a_new_round_left_while_its_code_runs_is_charged_for_its_finished_model_
         "the left round charged its finished model call",
     )
     .await;
+}
+
+/// A model turn after code that costs `input` + `output` tokens and asks for more code.
+fn more_code(id: &str, input: u64, output: u64, on_tool_result: bool) -> Scenario {
+    Scenario {
+        usage: Some(fake_bedrock::Usage {
+            input_tokens: Some(input),
+            output_tokens: Some(output),
+            cache_read_input_tokens: Some(0),
+            cache_creation_input_tokens: Some(0),
+            cache_creation_1h_input_tokens: None,
+        }),
+        on_tool_result,
+        ..code_call(id, "print('more')")
+    }
+}
+
+/// The model call that follows code, refused by Bedrock (no tokens billed for it).
+fn refused_after_code() -> Scenario {
+    Scenario {
+        on_tool_result: true,
+        ..Scenario::error("ValidationException", "the model refused")
+    }
+}
+
+/// ptc.md 16 for rounds that fail: what their model calls spent before the failure still counts
+/// against the key's TPM limit, once, although no usage header or trailer reaches Envoy.
+/// 1. A streaming continuation its client left right after the commit runs on: the code ends, the
+///    model (740 tokens) asks for more code, which runs, and the next model call is refused. The
+///    round ends in an error nobody receives; translator-svc charges the 740 tokens directly.
+/// 2. A JSON round whose client waits: its first model call (520 tokens) asks for code, the next
+///    call is refused; the client gets the error (no usage header), and the 520 tokens are
+///    charged directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_rounds_are_charged_for_the_model_calls_they_ran() {
+    let Some((stack, client)) = start_limited("e2e-ptc-failed-round").await else {
+        return;
+    };
+
+    let (messages, container, first) =
+        paused_and_charged(&stack, &client, "toolu_bdrk_01E2eFail").await;
+
+    // 1. The streaming continuation, left right after the commit while the code sleeps.
+    stack
+        .fake
+        .enqueue(more_code("toolu_bdrk_02E2eFail", 700, 40, true));
+    stack.fake.enqueue(refused_after_code());
+    let response = client
+        .send(&request(&messages, Some(&container), true))
+        .await;
+    assert_eq!(response.status(), 200);
+    leave_after_commit(response).await;
+    model_calls_done(
+        &stack,
+        "the left round never reached its failing model call",
+    )
+    .await;
+    assert_eq!(
+        tool_results_seen(&stack.fake, "toolu_bdrk_02E2eFail").len(),
+        1
+    );
+    wait_for_remaining(
+        &stack,
+        &client,
+        TPM - first - 740,
+        "the failed round its client left charged its model call",
+    )
+    .await;
+
+    // 2. A new JSON round in the same (idle) container fails after one model call.
+    stack
+        .fake
+        .enqueue(more_code("toolu_bdrk_03E2eFail", 500, 20, false));
+    stack.fake.enqueue(refused_after_code());
+    let fresh = [json!({"role": "user", "content": "Run more."})];
+    let (status, _, error) = client
+        .round(&request(&fresh, Some(&container), false))
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+    assert!(stack.fake.queued().is_empty());
+    wait_for_remaining(
+        &stack,
+        &client,
+        TPM - first - 740 - 520,
+        "the failed JSON round charged its model call",
+    )
+    .await;
+    // Charged once: nothing more arrives later.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            tokens_remaining(&stack, &client).await,
+            TPM - first - 740 - 520,
+            "a failed round is charged once"
+        );
+    }
 }

@@ -1,11 +1,11 @@
 //! Rate limiting through real Envoy 1.40: Redis, ratelimit-svc (in-process, clock frozen so the
-//! minute never refills mid-test), and an Envoy built from `envoy/ratelimit.fragment.yaml` in
-//! front of a tiny axum upstream that stands in for translator-svc.
-//!
-//! The gate filter is not in this config: the client sends the x-gw-* headers the gate would set.
-//! That is acceptable ONLY in this test config; the real gateway strips client x-gw-* headers.
+//! minute never refills mid-test), and the gateway's own template with the gate filter and
+//! `envoy/ratelimit.fragment.yaml`, in front of a tiny axum upstream that stands in for
+//! translator-svc (it answers the gate's `Auth/Check` from a fixed key table too). The key's
+//! limits reach the descriptors only through the gate, as in production; the token count
+//! reaches the stream-done charge only through the gate's filter state.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,8 +17,10 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use e2e::envoy::{Envoy, EnvoyOptions};
 use e2e::process::{ChildProcess, find_on_path};
-use e2e::tools::{envoy, in_ci, workspace_root};
+use e2e::stub_translator::{auth_router, grant};
+use e2e::tools::{envoy, in_ci};
 use ratelimit_svc::config::Config;
 use ratelimit_svc::limiter::ManualClock;
 use ratelimit_svc::server::Running;
@@ -31,7 +33,7 @@ const USAGE: &str = "x-test-usage";
 
 struct Upstream {
     /// Released by the test once it has read the first SSE chunk: proves the stream is not
-    /// buffered anywhere (the Lua trailer reader included) before the usage trailer is sent.
+    /// buffered anywhere (the gate's trailer reader included) before the usage trailer is sent.
     release: Notify,
 }
 
@@ -76,95 +78,40 @@ async fn messages(
     }
 }
 
+/// The keys the tests present: each maps to its key id and limits (requests, tokens a minute).
+const KEYS: [(&str, u32, u32); 6] = [
+    ("key-unlimited", 0, 0),
+    ("key-rpm", 50, 0),
+    ("key-other", 50, 0),
+    ("key-tpm", 0, 1000),
+    ("key-tpm-other", 0, 1000),
+    ("key-tpm-json", 0, 1000),
+];
+
+/// The secret presented for a key id (never a key id itself, so the ids only come from the gate).
+fn secret(key_id: &str) -> String {
+    format!("sk-gw-e2e-{key_id}")
+}
+
 async fn start_upstream() -> (SocketAddr, Arc<Upstream>) {
     let upstream = Arc::new(Upstream {
         release: Notify::new(),
     });
+    let keys: HashMap<String, _> = KEYS
+        .iter()
+        .map(|(id, rpm, tpm)| (secret(id), grant(id, "default", *rpm, *tpm)))
+        .collect();
+    let (auth, _calls) = auth_router(keys);
     let app = Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/models", get(|| async { "{}" }))
-        .with_state(upstream.clone());
+        .with_state(upstream.clone())
+        .merge(auth);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    // axum::serve speaks h2c with prior knowledge, which Envoy's cluster uses (for trailers).
+    // axum::serve speaks h2c with prior knowledge, which Envoy's clusters use (gRPC, trailers).
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, upstream)
-}
-
-/// A section of the fragment, cut the way the gateway's own renderer fills its slots.
-fn fragment_section(fragment: &str, key: &str, with_key: bool) -> String {
-    xtask::envoy_render::fragment_section(fragment, &format!("{key}:"), with_key).unwrap()
-}
-
-const TEST_TEMPLATE: &str = r#"
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
-static_resources:
-  listeners:
-  - name: gateway
-    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ratelimit_e2e
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: / }
-                route: { cluster: upstream, timeout: 0s }
-                {{RATELIMIT_ROUTE}}
-          http_filters:
-          # No gate filter here: client x-gw-* headers pass through (this test config only).
-          {{RATELIMIT_FILTER}}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    type: STATIC
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: { http2_protocol_options: {} }
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: {{UPSTREAM_PORT}} } } }
-  {{RATELIMIT_CLUSTERS}}
-"#;
-
-fn render_config(upstream: SocketAddr, ratelimit: SocketAddr) -> String {
-    let fragment =
-        std::fs::read_to_string(workspace_root().join("envoy/ratelimit.fragment.yaml")).unwrap();
-    let fragment = xtask::envoy_render::render(
-        &fragment,
-        &BTreeMap::from([
-            ("RATELIMIT_HOST", ratelimit.ip().to_string()),
-            ("RATELIMIT_PORT", ratelimit.port().to_string()),
-        ]),
-    )
-    .unwrap();
-    let vars = BTreeMap::from([
-        (
-            "RATELIMIT_FILTER",
-            fragment_section(&fragment, "http_filters", false),
-        ),
-        (
-            "RATELIMIT_ROUTE",
-            fragment_section(&fragment, "typed_per_filter_config", true),
-        ),
-        (
-            "RATELIMIT_CLUSTERS",
-            fragment_section(&fragment, "clusters", false),
-        ),
-        ("UPSTREAM_PORT", upstream.port().to_string()),
-    ]);
-    xtask::envoy_render::render(TEST_TEMPLATE, &vars).unwrap()
 }
 
 fn redis_server() -> Option<PathBuf> {
@@ -223,7 +170,7 @@ async fn start_redis(binary: &Path, dir: &Path) -> (ChildProcess, u16) {
 struct Setup {
     _dir: tempfile::TempDir,
     _redis: ChildProcess,
-    envoy: ChildProcess,
+    envoy: Envoy,
     ratelimit: Option<Running>,
     upstream: Arc<Upstream>,
     url: String,
@@ -232,6 +179,7 @@ struct Setup {
 
 async fn setup() -> Option<Setup> {
     let envoy_bin = envoy().unwrap()?;
+    let wasm = e2e::tools::gate_wasm().unwrap()?;
     let redis_bin = redis_server()?;
     let dir = tempfile::tempdir().unwrap();
 
@@ -247,70 +195,41 @@ async fn setup() -> Option<Setup> {
         .unwrap();
 
     let (upstream_addr, upstream) = start_upstream().await;
-    let config_path = dir.path().join("envoy.yaml");
-    std::fs::write(
-        &config_path,
-        render_config(upstream_addr, ratelimit.grpc_addr),
-    )
+    let envoy = Envoy::start(EnvoyOptions {
+        envoy_bin,
+        wasm,
+        translator_addr: upstream_addr,
+        internal_secret: "ratelimit-e2e-secret".to_owned(),
+        ratelimit_addr: Some(ratelimit.grpc_addr),
+        work_dir: dir.path().to_path_buf(),
+    })
+    .await
     .unwrap();
-    let admin_path = dir.path().join("admin-address");
-    let args: Vec<String> = vec![
-        "-c".into(),
-        config_path.display().to_string(),
-        "--concurrency".into(),
-        "1".into(),
-        "--disable-hot-restart".into(),
-        "--admin-address-path".into(),
-        admin_path.display().to_string(),
-        "-l".into(),
-        "warning".into(),
-    ];
-    let mut envoy = ChildProcess::spawn("envoy", &envoy_bin, &args, &[], dir.path()).unwrap();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let port = listener_port(&http, &mut envoy, &admin_path).await;
     Some(Setup {
         _dir: dir,
         _redis: redis,
+        url: envoy.url(),
         envoy,
         ratelimit: Some(ratelimit),
         upstream,
-        url: format!("http://127.0.0.1:{port}"),
         http,
     })
 }
 
-async fn listener_port(http: &reqwest::Client, envoy: &mut ChildProcess, admin_path: &Path) -> u16 {
-    for _ in 0..2_400 {
-        envoy.check_running().unwrap();
-        if let Ok(admin) = std::fs::read_to_string(admin_path)
-            && !admin.trim().is_empty()
-            && let Ok(listeners) = http
-                .get(format!("http://{}/listeners?format=json", admin.trim()))
-                .send()
-                .await
-            && let Ok(listeners) = listeners.json::<Value>().await
-            && let Some(port) = listeners["listener_statuses"][0]["local_address"]["socket_address"]
-                ["port_value"]
-                .as_u64()
-            && port != 0
-        {
-            return u16::try_from(port).unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("envoy not ready\n{}", envoy.log_tail(60));
-}
-
 impl Setup {
-    fn post(&self, key: &str, rpm: u32, tpm: u32) -> reqwest::RequestBuilder {
+    /// POST /v1/messages with the key of `key_id` (its limits come from the key table). Forged
+    /// x-gw-* headers ride along to show the gate drops them: they would lift every limit.
+    fn post(&self, key_id: &str) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}/v1/messages?beta=true", self.url))
-            .header("x-gw-key-id", key)
-            .header("x-gw-rpm", rpm.to_string())
-            .header("x-gw-tpm", tpm.to_string())
+            .header("x-api-key", secret(key_id))
+            .header("x-gw-key-id", "forged")
+            .header("x-gw-rpm", "0")
+            .header("x-gw-tpm", "0")
             .header("content-type", "application/json")
             .body(r#"{"model":"m","max_tokens":1,"messages":[]}"#)
     }
@@ -358,7 +277,7 @@ async fn fifty_first_request_in_a_minute_gets_an_anthropic_429() {
         return;
     };
     for i in 1..=50u32 {
-        let response = setup.post("key-rpm", 50, 0).send().await.unwrap();
+        let response = setup.post("key-rpm").send().await.unwrap();
         assert_eq!(
             response.status(),
             StatusCode::OK,
@@ -376,15 +295,18 @@ async fn fifty_first_request_in_a_minute_gets_an_anthropic_429() {
         );
         chrono_like_rfc3339(header(&response, "anthropic-ratelimit-requests-reset"));
     }
+    // A forged request id is dropped too: the 429 carries the gate's fresh one.
     let refused = setup
-        .post("key-rpm", 50, 0)
+        .post("key-rpm")
         .header("x-gw-request-id", "req_e2eRateLimit0000000001")
         .send()
         .await
         .unwrap();
-    assert_eq!(header(&refused, "request-id"), "req_e2eRateLimit0000000001");
+    let request_id = header(&refused, "request-id").to_owned();
+    assert!(request_id.starts_with("req_"), "{request_id}");
+    assert_ne!(request_id, "req_e2eRateLimit0000000001");
     let body = assert_anthropic_429(refused, "requests").await;
-    assert_eq!(body["request_id"], "req_e2eRateLimit0000000001");
+    assert_eq!(body["request_id"], request_id.as_str());
     assert!(
         body["error"]["message"]
             .as_str()
@@ -394,7 +316,7 @@ async fn fifty_first_request_in_a_minute_gets_an_anthropic_429() {
     );
 
     // Another key is unaffected; paths other than POST /v1/messages are not counted.
-    let other = setup.post("key-other", 50, 0).send().await.unwrap();
+    let other = setup.post("key-other").send().await.unwrap();
     assert_eq!(other.status(), StatusCode::OK);
     assert_eq!(
         header(&other, "anthropic-ratelimit-requests-remaining"),
@@ -403,8 +325,7 @@ async fn fifty_first_request_in_a_minute_gets_an_anthropic_429() {
     let models = setup
         .http
         .get(format!("{}/v1/models", setup.url))
-        .header("x-gw-key-id", "key-rpm")
-        .header("x-gw-rpm", "50")
+        .header("x-api-key", secret("key-rpm"))
         .send()
         .await
         .unwrap();
@@ -430,9 +351,9 @@ fn chrono_like_rfc3339(value: &str) {
 
 /// Repeats an admission until it is refused: the stream-done charge is sent by Envoy after the
 /// response completes, asynchronously, so it may land a moment after the client saw the end.
-async fn until_refused(setup: &Setup, key: &str, tpm: u32) -> reqwest::Response {
+async fn until_refused(setup: &Setup, key_id: &str) -> reqwest::Response {
     for _ in 0..200 {
-        let response = setup.post(key, 0, tpm).send().await.unwrap();
+        let response = setup.post(key_id).send().await.unwrap();
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             return response;
         }
@@ -451,7 +372,7 @@ async fn a_streamed_response_spends_the_token_budget_and_the_next_request_is_ref
         return;
     };
     let mut stream = setup
-        .post("key-tpm", 0, 1000)
+        .post("key-tpm")
         .header(MODE, "stream")
         .header(USAGE, "1500")
         .send()
@@ -474,13 +395,13 @@ async fn a_streamed_response_spends_the_token_budget_and_the_next_request_is_ref
     let rest = stream.text().await.unwrap();
     assert!(rest.contains("message_stop"), "{rest}");
 
-    let refused = until_refused(&setup, "key-tpm", 1000).await;
+    let refused = until_refused(&setup, "key-tpm").await;
     let body = assert_anthropic_429(refused, "tokens").await;
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("1000 tokens per minute"), "{message}");
 
     // Another key with the same limits is unaffected.
-    let other = setup.post("key-tpm-other", 0, 1000).send().await.unwrap();
+    let other = setup.post("key-tpm-other").send().await.unwrap();
     assert_eq!(other.status(), StatusCode::OK);
     assert_eq!(
         header(&other, "anthropic-ratelimit-tokens-remaining"),
@@ -489,7 +410,7 @@ async fn a_streamed_response_spends_the_token_budget_and_the_next_request_is_ref
 
     // A JSON (non-streamed) response reports usage in a header; the client never sees it.
     let json = setup
-        .post("key-tpm-json", 0, 1000)
+        .post("key-tpm-json")
         .header(MODE, "json")
         .header(USAGE, "1200")
         .send()
@@ -497,9 +418,26 @@ async fn a_streamed_response_spends_the_token_budget_and_the_next_request_is_ref
         .unwrap();
     assert_eq!(json.status(), StatusCode::OK);
     assert!(json.headers().get("x-gw-usage-tokens").is_none());
-    assert_anthropic_429(until_refused(&setup, "key-tpm-json", 1000).await, "tokens").await;
+    assert_anthropic_429(until_refused(&setup, "key-tpm-json").await, "tokens").await;
 
-    // ratelimit-svc saw the two charges.
+    // A count that is not a non-negative integer charges nothing, and is still removed.
+    let bogus = setup
+        .post("key-tpm-other")
+        .header(MODE, "json")
+        .header(USAGE, "12x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bogus.status(), StatusCode::OK);
+    assert!(bogus.headers().get("x-gw-usage-tokens").is_none());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = setup.post("key-tpm-other").send().await.unwrap();
+    assert_eq!(
+        header(&after, "anthropic-ratelimit-tokens-remaining"),
+        "1000"
+    );
+
+    // ratelimit-svc saw exactly the two counts, once each.
     let metrics = setup.ratelimit.as_ref().unwrap().metrics.render();
     let charged = metrics
         .lines()
@@ -509,8 +447,79 @@ async fn a_streamed_response_spends_the_token_budget_and_the_next_request_is_ref
     setup.shutdown().await;
 }
 
+/// How many checks ratelimit-svc has answered so far (every result).
+fn checks_answered(setup: &Setup) -> u64 {
+    setup
+        .ratelimit
+        .as_ref()
+        .unwrap()
+        .metrics
+        .render()
+        .lines()
+        .filter(|line| line.starts_with("ratelimit_requests_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_without_limits_never_call_the_rate_limiter() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    // A limited key first: its check before routing and its stream-done charge are answered
+    // (the forged x-gw-rpm: 0 / x-gw-tpm: 0 that `post` sends do not make it look unlimited).
+    let limited = setup
+        .post("key-tpm-other")
+        .header(MODE, "json")
+        .header(USAGE, "7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::OK);
+    header(&limited, "anthropic-ratelimit-tokens-limit");
+    let mut answered = 0;
+    for _ in 0..200 {
+        answered = checks_answered(&setup);
+        if answered >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(answered, 2, "check before routing + stream-done charge");
+
+    // The unlimited key, JSON and streamed, with usage reported: no call at all, yet served, and
+    // the usage header is still removed.
+    let json = setup
+        .post("key-unlimited")
+        .header(MODE, "json")
+        .header(USAGE, "500")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), StatusCode::OK);
+    assert!(json.headers().get("x-gw-usage-tokens").is_none());
+    assert!(
+        json.headers()
+            .get("anthropic-ratelimit-requests-limit")
+            .is_none()
+    );
+    let stream = setup
+        .post("key-unlimited")
+        .header(MODE, "stream")
+        .header(USAGE, "500")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    setup.upstream.release.notify_one();
+    assert!(stream.text().await.unwrap().contains("message_stop"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(checks_answered(&setup), 2);
+    setup.shutdown().await;
+}
+
 /// The fragment's sections, put into the gateway's real template slots, give a config Envoy 1.40
-/// accepts (validate mode also loads the gate wasm and the Lua code).
+/// accepts (validate mode also loads the gate wasm).
 #[tokio::test]
 async fn fragment_slots_into_the_gateway_template_and_validates() {
     let Some(envoy_bin) = envoy().unwrap() else {

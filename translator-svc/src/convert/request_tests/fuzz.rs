@@ -207,8 +207,8 @@ fn conversions_never_panic_and_fail_only_with_4xx() {
             opts.server_tools = ServerToolsPolicy::Strip;
         }
         let outcomes = [
-            to_invoke_body(&body, &opts).map(|r| r.body),
-            to_converse_request(&body, &opts).and_then(|r| {
+            to_invoke_body(body.clone(), &opts).map(|r| r.body),
+            to_converse_request(body.clone(), &opts).and_then(|r| {
                 serde_json::to_value(r).map_err(|e| crate::error::ApiError::api(e.to_string()))
             }),
             to_count_tokens_input(&body, &opts).map(|_| Value::Null),

@@ -24,13 +24,13 @@ fn claude_code_body() -> Value {
 fn invoke(model: &str, body: &Value, betas: &[String]) -> Result<InvokeRequest, ApiError> {
     let route = route(model);
     let policy = BetaPolicy::default_policy();
-    to_invoke_body(body, &RequestOptions::new(&route, betas, &policy))
+    to_invoke_body(body.clone(), &RequestOptions::new(&route, betas, &policy))
 }
 
 fn converse(model: &str, body: &Value, betas: &[String]) -> Result<ConverseRequest, ApiError> {
     let route = route(model);
     let policy = BetaPolicy::default_policy();
-    to_converse_request(body, &RequestOptions::new(&route, betas, &policy))
+    to_converse_request(body.clone(), &RequestOptions::new(&route, betas, &policy))
 }
 
 /// The fixture copy under `fixtures/request/` is the body recorded in `shared/fixtures/`
