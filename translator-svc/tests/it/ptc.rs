@@ -7,13 +7,12 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fake_bedrock::{ContentBlock, FakeBedrock, Scenario, StreamErrorSpec};
+use fake_bedrock::{FakeBedrock, Scenario, StreamErrorSpec};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use crate::support::ptc::{BETA, SEEN_CODE, code_turn, final_turn, fold_events};
 use crate::support::{PtcSvc, Service};
-
-const BETA: &str = "advanced-tool-use-2025-11-20";
 
 /// translator-svc in-process with its PTC endpoint on a ptc-svc binary of its own.
 struct Harness {
@@ -144,57 +143,20 @@ fn sse_text(events: &[Received]) -> String {
         .collect()
 }
 
-/// Rebuilds the message from SSE events (start blocks, deltas, message_delta).
+/// Rebuilds the message from an SSE body.
 fn fold_sse(body: &str) -> Value {
-    let mut message = json!({});
-    let mut partial: HashMap<u64, String> = HashMap::new();
-    for chunk in body.split("\n\n").filter(|c| !c.trim().is_empty()) {
-        let data: Value = chunk
-            .lines()
-            .find_map(|l| l.strip_prefix("data: "))
-            .map(|d| serde_json::from_str(d).unwrap())
-            .unwrap();
-        let index = data["index"].as_u64().unwrap_or(0);
-        match data["type"].as_str().unwrap() {
-            "message_start" => message = data["message"].clone(),
-            "content_block_start" => message["content"]
-                .as_array_mut()
-                .unwrap()
-                .push(data["content_block"].clone()),
-            "content_block_delta" => {
-                let block = &mut message["content"][index as usize];
-                let delta = &data["delta"];
-                match delta["type"].as_str().unwrap() {
-                    "text_delta" => {
-                        block["text"] = json!(format!(
-                            "{}{}",
-                            block["text"].as_str().unwrap(),
-                            delta["text"].as_str().unwrap()
-                        ))
-                    }
-                    "input_json_delta" => partial
-                        .entry(index)
-                        .or_default()
-                        .push_str(delta["partial_json"].as_str().unwrap()),
-                    _ => {}
-                }
-            }
-            "content_block_stop" => {
-                if let Some(json) = partial.remove(&index) {
-                    message["content"][index as usize]["input"] =
-                        serde_json::from_str(&json).unwrap();
-                }
-            }
-            "message_delta" => {
-                message["stop_reason"] = data["delta"]["stop_reason"].clone();
-                message["container"] = data["delta"]["container"].clone();
-                message["usage"] = data["usage"].clone();
-            }
-            "error" => panic!("stream error: {data}"),
-            _ => {}
-        }
-    }
-    message
+    let events: Vec<Value> = body
+        .split("\n\n")
+        .filter(|c| !c.trim().is_empty())
+        .map(|chunk| {
+            let data = chunk
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap();
+            serde_json::from_str(data).unwrap()
+        })
+        .collect();
+    fold_events(&events)
 }
 
 fn tools() -> Value {
@@ -214,26 +176,6 @@ rs = await asyncio.gather(get_item(item_id="b"), get_item(item_id="c"), get_item
 print("batch=" + json.dumps([("E:" + str(r)) if isinstance(r, ToolError) else r for r in rs]))
 raise ValueError("boom")
 "#;
-
-fn code_turn(id: &str, code: &str) -> Scenario {
-    Scenario::with_content(vec![
-        ContentBlock::Text {
-            text: "Let me run code.".into(),
-        },
-        ContentBlock::ToolUse {
-            id: Some(id.into()),
-            name: "execute_code".into(),
-            input: json!({"code": code}),
-        },
-    ])
-}
-
-fn final_turn(text: &str) -> Scenario {
-    Scenario {
-        on_tool_result: true,
-        ..Scenario::text(text)
-    }
-}
 
 fn sandbox_calls(message: &Value) -> Vec<Value> {
     message["content"]
@@ -877,10 +819,6 @@ async fn sandbox_lost_mid_round_is_an_error_event() {
     assert!(!text.contains("message_stop"), "{text}");
     assert!(!text.contains("code_execution_tool_result"), "{text}");
 }
-
-/// The code appends every value it receives to a file in the session, so a later task can show
-/// how many times the results reached it.
-const SEEN_CODE: &str = "v = await get_item(item_id='a')\nopen('/workspace/seen.txt', 'a').write(v + '\\n')\nimport time\ntime.sleep(1.5)\nprint('got', v)";
 
 /// Round 1 (JSON): the code pauses on one call. Returns the messages answering it and the
 /// container.

@@ -3,18 +3,13 @@
 //! (`cargo build -p ptc-svc`; image `gateway-ptc-sandbox:latest`). Without an engine or binary the
 //! tests skip with a notice, and fail when `CI=true`.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use fake_bedrock::{ContentBlock, Scenario};
+use fake_bedrock::Scenario;
 use serde_json::{Value, json};
 
+use crate::support::ptc::{BETA, SEEN_CODE, code_turn, final_turn, fold_events};
 use crate::support::{PtcSvc, SECRET, Service};
-
-const BETA: &str = "advanced-tool-use-2025-11-20";
-/// Appends what it receives to a file of the session (evidence of how often the results reached
-/// the code), then runs long enough for the duplicates to wait on it.
-const SEEN_CODE: &str = "v = await get_item(item_id='a')\nopen('/workspace/seen.txt', 'a').write(v + '\\n')\nimport time\ntime.sleep(1.5)\nprint('got', v)";
 
 /// A slow network between translator-svc and ptc-svc: a loopback TCP proxy that holds every
 /// chunk ptc-svc sends back for `delay` (in order). Requests that reach translator-svc within
@@ -268,55 +263,12 @@ impl Harness {
     }
 }
 
-type H2 = hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>;
-
-/// The message a stream describes (blocks from their starts and deltas, the end's fields).
+/// The message a stream describes.
 fn fold(events: &[Received]) -> Value {
-    let mut message = json!({});
-    let mut partial: HashMap<u64, String> = HashMap::new();
-    for Received { event, data, .. } in events {
-        let index = data["index"].as_u64().unwrap_or(0);
-        match event.as_str() {
-            "message_start" => message = data["message"].clone(),
-            "content_block_start" => message["content"]
-                .as_array_mut()
-                .unwrap()
-                .push(data["content_block"].clone()),
-            "content_block_delta" => {
-                let delta = &data["delta"];
-                match delta["type"].as_str().unwrap() {
-                    "text_delta" => {
-                        let block = &mut message["content"][index as usize];
-                        block["text"] = json!(format!(
-                            "{}{}",
-                            block["text"].as_str().unwrap(),
-                            delta["text"].as_str().unwrap()
-                        ));
-                    }
-                    "input_json_delta" => partial
-                        .entry(index)
-                        .or_default()
-                        .push_str(delta["partial_json"].as_str().unwrap()),
-                    _ => {}
-                }
-            }
-            "content_block_stop" => {
-                if let Some(json) = partial.remove(&index) {
-                    message["content"][index as usize]["input"] =
-                        serde_json::from_str(&json).unwrap();
-                }
-            }
-            "message_delta" => {
-                message["stop_reason"] = data["delta"]["stop_reason"].clone();
-                message["container"] = data["delta"]["container"].clone();
-                message["usage"] = data["usage"].clone();
-            }
-            "error" => panic!("stream error: {data}"),
-            _ => {}
-        }
-    }
-    message
+    fold_events(events.iter().map(|e| &e.data))
 }
+
+type H2 = hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>;
 
 fn tools() -> Value {
     json!([
@@ -334,26 +286,6 @@ fn request(messages: &[Value], container: Option<&Value>, stream: bool) -> Value
         body["container"] = container.clone();
     }
     body
-}
-
-fn code_turn(id: &str, code: &str) -> Scenario {
-    Scenario::with_content(vec![
-        ContentBlock::Text {
-            text: "Let me run code.".into(),
-        },
-        ContentBlock::ToolUse {
-            id: Some(id.into()),
-            name: "execute_code".into(),
-            input: json!({"code": code}),
-        },
-    ])
-}
-
-fn final_turn(text: &str) -> Scenario {
-    Scenario {
-        on_tool_result: true,
-        ..Scenario::text(text)
-    }
 }
 
 /// Round 1 (JSON, a new container): the code pauses on one call. Returns the messages answering

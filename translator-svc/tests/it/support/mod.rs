@@ -3,6 +3,7 @@
 //! ways they talk to it, and ptc-svc for the PTC tests (`PtcSvc`). Each test still says which
 //! settings it runs with.
 
+pub mod ptc;
 mod ptc_svc;
 
 pub use ptc_svc::PtcSvc;
