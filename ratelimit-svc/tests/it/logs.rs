@@ -40,26 +40,7 @@ async fn the_lines_of_a_check_carry_the_callers_request_id() {
     let mut client = RateLimitServiceClient::connect(format!("http://{grpc_addr}"))
         .await
         .unwrap();
-    let check = || {
-        let mut request = tonic::Request::new(RateLimitRequest {
-            domain: "gateway".to_owned(),
-            descriptors: vec![RateLimitDescriptor {
-                entries: [("key_id", "logs"), ("rpm", "1")]
-                    .into_iter()
-                    .map(|(key, value)| Entry {
-                        key: key.to_owned(),
-                        value: value.to_owned(),
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            hits_addend: 0,
-        });
-        request
-            .metadata_mut()
-            .insert("x-request-id", REQUEST_ID.parse().unwrap());
-        request
-    };
+    let check = || check_request("1");
     let first = client
         .should_rate_limit(check())
         .await
@@ -119,23 +100,7 @@ async fn without_spans_a_calls_warning_still_carries_the_request_id() {
     let mut client = RateLimitServiceClient::connect(format!("http://{grpc_addr}"))
         .await
         .unwrap();
-    let mut request = tonic::Request::new(RateLimitRequest {
-        domain: "gateway".to_owned(),
-        descriptors: vec![RateLimitDescriptor {
-            entries: [("key_id", "logs"), ("rpm", "lots")]
-                .into_iter()
-                .map(|(key, value)| Entry {
-                    key: key.to_owned(),
-                    value: value.to_owned(),
-                })
-                .collect(),
-            ..Default::default()
-        }],
-        hits_addend: 0,
-    });
-    request
-        .metadata_mut()
-        .insert("x-request-id", REQUEST_ID.parse().unwrap());
+    let request = check_request("lots");
     let answer = client
         .should_rate_limit(request)
         .await
@@ -180,4 +145,26 @@ async fn a_bad_log_level_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("LOG_LEVEL"), "{stderr}");
+}
+
+/// A check of key `logs` with the given `rpm` entry, under the request id the lines must carry.
+fn check_request(rpm: &str) -> tonic::Request<RateLimitRequest> {
+    let mut request = tonic::Request::new(RateLimitRequest {
+        domain: "gateway".to_owned(),
+        descriptors: vec![RateLimitDescriptor {
+            entries: [("key_id", "logs"), ("rpm", rpm)]
+                .into_iter()
+                .map(|(key, value)| Entry {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        hits_addend: 0,
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", REQUEST_ID.parse().unwrap());
+    request
 }

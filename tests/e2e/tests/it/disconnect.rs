@@ -111,18 +111,7 @@ async fn a_dropped_stream_is_charged_input_plus_streamed_output() {
 
     let charged = leave_mid_stream(&stack, &http, &secret).await;
     let streamed_output = charged - INPUT_TOKENS;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let remaining = tokens_remaining(&stack, &http, &secret).await;
-        if remaining == TPM - charged {
-            break;
-        }
-        assert!(
-            remaining == TPM && Instant::now() < deadline,
-            "after the drop the bucket should lose {charged} tokens, it has {remaining} of {TPM}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_bucket(&stack, &http, &secret, charged, "after the drop").await;
 
     // The usage record has the same counts, and says how the request ended.
     let page: Value = http
@@ -314,18 +303,7 @@ async fn a_charge_is_retried_through_a_short_outage_and_given_up_after_a_long_on
     let charged = leave_mid_stream(&stack, &http, &secret).await;
     wait_for_log(&stack, RETRYING, retries + 1).await;
     outage.end(ratelimit_addr(&stack, &http).await).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let remaining = tokens_remaining(&stack, &http, &secret).await;
-        if remaining == TPM - charged {
-            break;
-        }
-        assert!(
-            remaining == TPM && Instant::now() < deadline,
-            "the retried charge should take {charged} tokens, the bucket has {remaining} of {TPM}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_bucket(&stack, &http, &secret, charged, "after the retried charge").await;
     wait_for_charges(&stack, &http, "ok", 1).await;
     assert_eq!(log_count(&stack, GAVE_UP), 1);
     // Once: nothing else lands later.
@@ -334,4 +312,27 @@ async fn a_charge_is_retried_through_a_short_outage_and_given_up_after_a_long_on
         tokens_remaining(&stack, &http, &secret).await,
         TPM - charged
     );
+}
+
+/// Waits up to 15 s for the key's bucket to lose exactly `charged` tokens (the charge lands in
+/// the background); it must stay full until then and never lose a different amount.
+async fn wait_for_bucket(
+    stack: &Stack,
+    http: &reqwest::Client,
+    secret: &str,
+    charged: u64,
+    what: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let remaining = tokens_remaining(stack, http, secret).await;
+        if remaining == TPM - charged {
+            return;
+        }
+        assert!(
+            remaining == TPM && Instant::now() < deadline,
+            "{what}: the bucket should lose {charged} tokens, it has {remaining} of {TPM}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
