@@ -62,7 +62,7 @@ pub fn describe() {
         ),
         (
             "translator_disconnect_token_charges_total",
-            "Token charges sent to ratelimit-svc for streams the client abandoned, by result",
+            "Token charges sent to ratelimit-svc directly (abandoned streams, PTC rounds Envoy cannot charge), by result",
         ),
         (
             "translator_client_disconnects_total",
