@@ -47,9 +47,9 @@ pub fn call_span(
     }
 }
 
-/// Whether `LOG_LEVEL` lets any debug line through: read from the filter itself, because
-/// `tracing::enabled!` answers true for everything under the shared subscriber (its absent
-/// trace layer is an `Option` layer, which makes every callsite "sometimes" enabled). Errs on
+/// Whether `LOG_LEVEL` lets any debug line through: read from the filter itself, because the
+/// shared subscriber enables every span of the service's own target at any level (so that lines
+/// carry their span's fields), and `tracing::enabled!` on the span would always say yes. Errs on
 /// the side of spans: `h2=debug` also turns them on, and so does a filter that does not parse
 /// (`init` has refused it already anyway).
 fn debug_lines_visible(log_level: &str) -> bool {

@@ -708,26 +708,38 @@ fn requested_limits_tighten_but_never_loosen() {
     assert_eq!(looser, own);
 }
 
-/// The request serving a round may repeat its own delivery (a retry after a deadline) and still
-/// serve it; another request's release leaves the round claimed.
-#[tokio::test]
-async fn a_round_belongs_to_the_request_that_delivered() {
-    let (sessions, _dir) = python_sessions(&[]);
-    let id = container_id(6);
-    sessions.create(new_session(6, KEY)).await.unwrap();
+/// Session `n` paused on one call of `srvtoolu_<n>`: its id, the answers giving `value` to that
+/// call, and the call ids (the round's key).
+async fn paused_on_one_call(
+    sessions: &Arc<Sessions>,
+    n: u32,
+    value: &str,
+) -> (String, Vec<(String, bool, String)>, Vec<String>) {
+    let id = container_id(n);
+    sessions.create(new_session(n, KEY)).await.unwrap();
+    let execution = format!("srvtoolu_{n}");
     let batch = paused(
         &sessions
             .execute(
                 &id,
                 KEY,
-                code("srvtoolu_6", "print(await t())", &["t"]),
+                code(&execution, "print(await t())", &["t"]),
                 vec![],
             )
             .await
             .unwrap(),
     );
-    let answers = vec![(batch[0].id.clone(), false, "x".to_string())];
+    let answers = vec![(batch[0].id.clone(), false, value.to_string())];
     let ids = vec![batch[0].id.clone()];
+    (id, answers, ids)
+}
+
+/// The request serving a round may repeat its own delivery (a retry after a deadline) and still
+/// serve it; another request's release leaves the round claimed.
+#[tokio::test]
+async fn a_round_belongs_to_the_request_that_delivered() {
+    let (sessions, _dir) = python_sessions(&[]);
+    let (id, answers, ids) = paused_on_one_call(&sessions, 6, "x").await;
     let first = sessions
         .deliver_as(&id, KEY, "srvtoolu_6", answers.clone(), "req_a:1", None)
         .await
@@ -777,21 +789,7 @@ async fn a_round_belongs_to_the_request_that_delivered() {
 #[tokio::test]
 async fn a_round_whose_owner_stops_renewing_is_taken_over() {
     let (sessions, _dir) = python_sessions(&[]);
-    let id = container_id(7);
-    sessions.create(new_session(7, KEY)).await.unwrap();
-    let batch = paused(
-        &sessions
-            .execute(
-                &id,
-                KEY,
-                code("srvtoolu_7", "print(await t())", &["t"]),
-                vec![],
-            )
-            .await
-            .unwrap(),
-    );
-    let answers = vec![(batch[0].id.clone(), false, "y".to_string())];
-    let ids = vec![batch[0].id.clone()];
+    let (id, answers, ids) = paused_on_one_call(&sessions, 7, "y").await;
     let lease = Duration::from_millis(300);
     let first = sessions
         .deliver_as(

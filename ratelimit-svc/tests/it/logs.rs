@@ -10,36 +10,19 @@ use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr};
+use tonic::transport::Channel;
 
 const REQUEST_ID: &str = "req_RateLimitLogs0000000001";
 
 #[tokio::test]
 async fn the_lines_of_a_check_carry_the_callers_request_id() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ratelimit-svc"))
-        .env_clear()
-        .env("RATELIMIT_LISTEN", "127.0.0.1:0")
-        .env("RATELIMIT_HTTP_LISTEN", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
-        .env(
-            "LOG_LEVEL",
-            "debug,h2=info,tower=info,hyper=info,hyper_util=info",
-        )
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let grpc_addr = loop {
-        let line = lines.next_line().await.unwrap().expect("a log line");
-        let json: Value = serde_json::from_str(&line).expect("a JSON line");
-        if let Some(addr) = json["grpc_addr"].as_str() {
-            break addr.to_owned();
-        }
-    };
-    let mut client = RateLimitServiceClient::connect(format!("http://{grpc_addr}"))
-        .await
-        .unwrap();
+    let (_child, mut lines, mut client) = start(&[(
+        "LOG_LEVEL",
+        "debug,h2=info,tower=info,hyper=info,hyper_util=info",
+    )])
+    .await;
     let check = || check_request("1");
     let first = client
         .should_rate_limit(check())
@@ -80,26 +63,7 @@ async fn the_lines_of_a_check_carry_the_callers_request_id() {
 /// of a check for lines nobody sees); the warning a call can still write names its request id.
 #[tokio::test]
 async fn without_spans_a_calls_warning_still_carries_the_request_id() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ratelimit-svc"))
-        .env_clear()
-        .env("RATELIMIT_LISTEN", "127.0.0.1:0")
-        .env("RATELIMIT_HTTP_LISTEN", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let grpc_addr = loop {
-        let line = lines.next_line().await.unwrap().expect("a log line");
-        let json: Value = serde_json::from_str(&line).expect("a JSON line");
-        if let Some(addr) = json["grpc_addr"].as_str() {
-            break addr.to_owned();
-        }
-    };
-    let mut client = RateLimitServiceClient::connect(format!("http://{grpc_addr}"))
-        .await
-        .unwrap();
+    let (_child, mut lines, mut client) = start(&[]).await;
     let request = check_request("lots");
     let answer = client
         .should_rate_limit(request)
@@ -145,6 +109,39 @@ async fn a_bad_log_level_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("LOG_LEVEL"), "{stderr}");
+}
+
+/// The built binary with JSON logs on ephemeral ports and the extra settings; its stderr lines
+/// (read up to the one naming the gRPC address) and a client connected there.
+async fn start(
+    extra: &[(&str, &str)],
+) -> (
+    Child,
+    Lines<BufReader<ChildStderr>>,
+    RateLimitServiceClient<Channel>,
+) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ratelimit-svc"))
+        .env_clear()
+        .env("RATELIMIT_LISTEN", "127.0.0.1:0")
+        .env("RATELIMIT_HTTP_LISTEN", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .envs(extra.iter().copied())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let grpc_addr = loop {
+        let line = lines.next_line().await.unwrap().expect("a log line");
+        let json: Value = serde_json::from_str(&line).expect("a JSON line");
+        if let Some(addr) = json["grpc_addr"].as_str() {
+            break addr.to_owned();
+        }
+    };
+    let client = RateLimitServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .unwrap();
+    (child, lines, client)
 }
 
 /// A check of key `logs` with the given `rpm` entry, under the request id the lines must carry.

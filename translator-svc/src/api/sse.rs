@@ -1,7 +1,7 @@
 //! The SSE response: headers that keep proxies from buffering or compressing, a body that writes
 //! each already-encoded event as soon as the relay yields it (the events ready at the same moment
 //! as one frame), and a closing HTTP/2 trailer with the tokens used (Envoy's rate limiter charges
-//! them; its Lua filter strips the trailer).
+//! them; the gate filter strips the trailer).
 
 use std::convert::Infallible;
 use std::pin::Pin;
